@@ -1,0 +1,27 @@
+"""Where finished spans go: OTLP, the terminal, or JSON lines. One narrow interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from eventtrace.model import Span
+
+
+class SpanSink(Protocol):
+    """Takes finished spans. `submit` never blocks; leaving the context flushes everything.
+
+    A sink that needs background work (OTLP) owns its task between enter and exit.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def submit(self, spans: Sequence[Span]) -> None: ...

@@ -1,0 +1,97 @@
+"""Prometheus metrics. One `Metrics` per pipeline, on its own registry (no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_received = Counter(
+            "eventtrace_events_received",
+            "Kubernetes Events received (list items and watch ADDED/MODIFIED), by event type.",
+            ["type"],
+            registry=r,
+        )
+        self.events_filtered = Counter(
+            "eventtrace_events_filtered",
+            "Events left out by the include/exclude filters, by the filter that matched.",
+            ["filter"],
+            registry=r,
+        )
+        self.invalid_events = Counter(
+            "eventtrace_invalid_events",
+            "Inputs rejected as malformed (each is also logged), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.stale_states = Counter(
+            "eventtrace_stale_event_states",
+            "Event states with no new occurrence (re-lists, replays, message-only updates).",
+            registry=r,
+        )
+        self.occurrences = Counter(
+            "eventtrace_occurrences",
+            "Event occurrences turned into spans (a count jump of 4 counts 4).",
+            registry=r,
+        )
+        self.spans_exported = Counter(
+            "eventtrace_spans_exported",
+            "Spans the backend accepted, by span kind (event, object).",
+            ["kind"],
+            registry=r,
+        )
+        self.spans_failed = Counter(
+            "eventtrace_spans_failed",
+            "Spans that could not be delivered and were dropped, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.export_retries = Counter(
+            "eventtrace_export_retries",
+            "Export attempts that failed and will be retried.",
+            registry=r,
+        )
+        self.export_queue = Gauge(
+            "eventtrace_export_queue_spans",
+            "Spans waiting to be exported.",
+            registry=r,
+        )
+        self.watch_restarts = Counter(
+            "eventtrace_watch_restarts",
+            "Watch streams restarted, by resource and reason (timeout, drop, expired, error).",
+            ["resource", "reason"],
+            registry=r,
+        )
+        self.open_episodes = Gauge(
+            "eventtrace_open_episodes",
+            "Traces (episodes) open and collecting occurrences.",
+            registry=r,
+        )
+        self.pending_events = Gauge(
+            "eventtrace_pending_events",
+            "Events waiting in the reorder window or for their owners to resolve.",
+            registry=r,
+        )
+        self.owner_lookups = Counter(
+            "eventtrace_owner_lookups",
+            "Object lookups for owner chains, by result (cache, get, not_found, forbidden, error).",
+            ["result"],
+            registry=r,
+        )
+        self.tracked_objects = Gauge(
+            "eventtrace_tracked_objects",
+            "Objects held for owner resolution, tombstones included.",
+            registry=r,
+        )
+        self.export_lag = Histogram(
+            "eventtrace_export_lag_seconds",
+            "From an event's occurrence time to the export of its span.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

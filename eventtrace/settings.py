@@ -1,0 +1,174 @@
+"""eventtrace's own settings: flags over environment (`EVENTTRACE_*`) over a YAML file.
+
+OTLP transport settings are not here: they follow the standard `OTEL_EXPORTER_OTLP_*`
+variables, read by the OpenTelemetry exporters themselves (see `export/otlp.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "EVENTTRACE_"
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds as a number, or a Go-style duration as Kubernetes users write them: 90s, 2m, 1h30m."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{value!r} is not a duration (use seconds, or e.g. 90s, 2m, 1h30m)")
+        return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return value
+
+
+def split_list(value: Any) -> Any:
+    """A list from YAML, or a comma-separated string from the environment or a flag."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Names = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+Output = Literal["otlp", "console", "jsonl"]
+Protocol = Literal["grpc", "http/protobuf"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+    )
+    yaml_path: ClassVar[Path | None] = None
+
+    # What a trace is (DESIGN §1).
+    cluster_name: str = Field("kubernetes", min_length=1, max_length=253)
+    trace_idle: Seconds = 120.0
+    trace_max: Seconds = 1800.0
+    resolve_timeout: Seconds = 5.0
+
+    # Where events come from.
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespaces: Names = []
+    startup_timeout: Seconds = 30.0
+    watch_timeout: Seconds = 300.0  # server-side timeoutSeconds of one watch request
+    inactivity_timeout: Seconds = 900.0  # a stream silent for this long is reconnected
+
+    # Which events count. Empty include lists mean "all"; exclusions win.
+    include_types: Names = []
+    exclude_types: Names = []
+    include_reasons: Names = []
+    exclude_reasons: Names = []
+    include_kinds: Names = []
+    exclude_kinds: Names = []
+    exclude_namespaces: Names = []
+
+    # Where spans go.
+    output: Output | None = None
+    otlp_endpoint: str | None = None
+    otlp_protocol: Protocol | None = None
+    export_queue_size: int = Field(20_000, ge=1)
+    export_batch_size: int = Field(512, ge=1)
+    export_interval: Seconds = 1.0
+
+    # Operating it.
+    metrics_addr: str = "127.0.0.1:8080"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_message_bytes: int = Field(4096, ge=64)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or :8080)")
+        return value
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int]:
+        host, _, port = self.metrics_addr.rpartition(":")
+        return (host or "0.0.0.0", int(port))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if cls.yaml_path is not None:
+            sources += (YamlConfigSettingsSource(settings_cls, yaml_file=cls.yaml_path),)
+        return sources
+
+
+class SettingsError(Exception):
+    """A setting is wrong. The message names it and says what is wrong, one line each."""
+
+
+def load_settings(flags: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
+    """Flags (already parsed, None meaning "not given") over env over the YAML file."""
+    given = {key: value for key, value in (flags or {}).items() if value not in (None, [], ())}
+    settings_cls: type[Settings] = Settings
+    if config is not None:
+        _check_yaml(config)
+        settings_cls = type("FileSettings", (Settings,), {"yaml_path": config})
+    try:
+        return settings_cls(**given)
+    except ValidationError as error:
+        raise SettingsError(_describe(error, config)) from None
+
+
+def _check_yaml(config: Path) -> None:
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SettingsError(f"--config {config}: cannot read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise SettingsError(f"{config}{line}: {problem}") from None
+    if data is not None and not isinstance(data, dict):
+        raise SettingsError(f"{config}: expected a mapping of setting: value at the top level")
+
+
+def _describe(error: ValidationError, config: Path | None) -> str:
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"] if not isinstance(part, int))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            where = f" in {config}" if config else ""
+            message = f"unknown setting{where}"
+        lines.append(f"setting {name} ({ENV_PREFIX}{name.upper()}): {message}")
+    return "\n".join(lines)
