@@ -6,7 +6,7 @@ Everything here is immutable and slotted: the core passes these around by the mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 AttributeValue = str | int | bool | float
@@ -149,7 +149,8 @@ class Rejected:
 
     where: str
     reason: str
-    detail: dict[str, str] = field(default_factory=dict)
+    # A short fixed label for the metric: schema, no_time, not_an_object, no_name, file.
+    category: str = "schema"
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"

@@ -1,0 +1,332 @@
+"""The heart: occurrences and their owner chains in, spans out. No I/O, no clock.
+
+A trace is one episode of one root (DESIGN §1). Event spans leave as soon as they are
+added; object spans leave when their episode closes, because an object span covers its
+whole subtree and takes as parent the event that caused it, the earliest in the episode.
+The caller passes "now" (wall time when live, event time in a replay) to close episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from eventtrace import ids
+from eventtrace.model import (
+    AttributeValue,
+    EventState,
+    KubeObject,
+    Occurrence,
+    ObjectRef,
+    Span,
+    SpanKind,
+    SpanStatus,
+)
+from eventtrace.owners import Chain, Link, names
+
+FALLBACK_SERVICE = "kubernetes"
+
+# Kinds with an OpenTelemetry semantic-convention pair (k8s.<kind>.name / .uid).
+_SEMCONV = {
+    "Pod": "k8s.pod",
+    "ReplicaSet": "k8s.replicaset",
+    "Deployment": "k8s.deployment",
+    "StatefulSet": "k8s.statefulset",
+    "DaemonSet": "k8s.daemonset",
+    "Job": "k8s.job",
+    "CronJob": "k8s.cronjob",
+    "Node": "k8s.node",
+    "Namespace": "k8s.namespace",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRules:
+    cluster_name: str
+    trace_idle_ns: int
+    trace_max_ns: int
+
+
+@dataclass(slots=True)
+class _EventNote:
+    """The first occurrence of one event in an episode: a candidate cause."""
+
+    span_id: str
+    start_ns: int
+    event: EventState
+
+
+@dataclass(slots=True)
+class _ObjectEntry:
+    link: Link
+    owner: str | None  # identity of its owner on the chain
+    start_ns: int  # its own occurrences; the subtree extent is computed at close
+    end_ns: int
+    events: dict[str, _EventNote] = field(default_factory=dict)  # by event uid
+
+
+@dataclass(slots=True)
+class Episode:
+    root: Link
+    trace_id: str
+    start_ns: int  # occurrence time of its first occurrence
+    last_ns: int  # latest occurrence time in it
+    opened_at: int  # "now" when it opened, and when it last took an occurrence
+    touched_at: int
+    objects: dict[str, _ObjectEntry] = field(default_factory=dict)
+
+    def accepts(self, time_ns: int, rules: TraceRules) -> bool:
+        if time_ns < self.start_ns:
+            return True  # late and older than the episode: join rather than rewrite ids
+        return (
+            time_ns < self.last_ns + rules.trace_idle_ns
+            and time_ns < self.start_ns + rules.trace_max_ns
+        )
+
+    def due(self, now: int, rules: TraceRules) -> bool:
+        return (
+            now - self.touched_at >= rules.trace_idle_ns
+            or now - self.opened_at >= rules.trace_max_ns
+        )
+
+
+class Assembler:
+    """Keeps the open episodes. `add` returns spans ready to export; so do the closers."""
+
+    __slots__ = ("_open", "rules")
+
+    def __init__(self, rules: TraceRules) -> None:
+        self.rules = rules
+        self._open: dict[str, Episode] = {}
+
+    @property
+    def open_episodes(self) -> int:
+        return len(self._open)
+
+    def add(self, occurrence: Occurrence, chain: Chain, now: int) -> list[Span]:
+        root = chain[-1]
+        spans: list[Span] = []
+        episode = self._open.get(root.identity)
+        if episode is not None and not episode.accepts(occurrence.time_ns, self.rules):
+            spans.extend(self._close(episode))
+            episode = None
+        if episode is None:
+            start = occurrence.time_ns
+            episode = Episode(
+                root=root,
+                trace_id=ids.trace_id(self.rules.cluster_name, root.identity, start),
+                start_ns=start,
+                last_ns=start,
+                opened_at=now,
+                touched_at=now,
+            )
+            self._open[root.identity] = episode
+        episode.last_ns = max(episode.last_ns, occurrence.time_ns)
+        episode.touched_at = max(episode.touched_at, now)
+        spans.append(self._record(episode, occurrence, chain))
+        return spans
+
+    def close_due(self, now: int) -> list[Span]:
+        """Close every episode idle for trace_idle, or open for trace_max, as of `now`."""
+        due = [episode for episode in self._open.values() if episode.due(now, self.rules)]
+        return [span for episode in due for span in self._close(episode)]
+
+    def close_all(self) -> list[Span]:
+        return [span for episode in list(self._open.values()) for span in self._close(episode)]
+
+    def _record(self, episode: Episode, occurrence: Occurrence, chain: Chain) -> Span:
+        event = occurrence.event
+        span_id = ids.event_span_id(event.uid, event.count)
+        owners = [link.identity for link in chain[1:]] + [None]
+        for link, owner in zip(chain, owners, strict=True):
+            if link.identity not in episode.objects:
+                episode.objects[link.identity] = _ObjectEntry(
+                    link, owner, start_ns=_NEVER_START, end_ns=_NEVER_END
+                )
+        involved = episode.objects[chain[0].identity]
+        involved.start_ns = min(involved.start_ns, occurrence.start_ns)
+        involved.end_ns = max(involved.end_ns, occurrence.end_ns)
+        note = involved.events.get(event.uid)
+        if note is None or (occurrence.start_ns, span_id) < (note.start_ns, note.span_id):
+            involved.events[event.uid] = _EventNote(span_id, occurrence.start_ns, event)
+        return event_span(
+            occurrence,
+            trace_id=episode.trace_id,
+            span_id=span_id,
+            parent_id=ids.object_span_id(episode.trace_id, involved.link.identity),
+            involved=involved.link,
+            cluster=self.rules.cluster_name,
+        )
+
+    def _close(self, episode: Episode) -> list[Span]:
+        del self._open[episode.root.identity]
+        return object_spans(episode, self.rules.cluster_name)
+
+
+_NEVER_START = 2**63 - 1
+_NEVER_END = -(2**63)
+
+
+def object_spans(episode: Episode, cluster: str) -> list[Span]:
+    """One span per object of the episode, covering its subtree, under its cause."""
+    extent = {identity: (entry.start_ns, entry.end_ns) for identity, entry in episode.objects.items()}
+    for entry in episode.objects.values():
+        if entry.start_ns > entry.end_ns:
+            continue  # no occurrence of its own
+        owner, steps = entry.owner, 0
+        while owner is not None and steps < len(extent):  # steps: no loop, whatever came in
+            low, high = extent[owner]
+            extent[owner] = (min(low, entry.start_ns), max(high, entry.end_ns))
+            owner, steps = episode.objects[owner].owner, steps + 1
+    root_manager = _spec_manager(episode.root.known)
+    spans = []
+    for identity in sorted(episode.objects):
+        entry = episode.objects[identity]
+        cause = _cause(entry, episode) if entry.owner is not None else None
+        if cause is not None:
+            parent_id: str | None = cause.span_id
+        elif entry.owner is not None:
+            parent_id = ids.object_span_id(episode.trace_id, entry.owner)
+        else:
+            parent_id = None
+        service = (cause.event.component if cause else "") or root_manager or FALLBACK_SERVICE
+        instance = cause.event.instance if cause else ""
+        start, end = extent[identity]
+        spans.append(
+            Span(
+                trace_id=episode.trace_id,
+                span_id=ids.object_span_id(episode.trace_id, identity),
+                parent_id=parent_id,
+                name=entry.link.ref.display_name,
+                kind=SpanKind.OBJECT,
+                start_ns=start,
+                end_ns=max(start, end),
+                status=SpanStatus.UNSET,
+                status_message="",
+                resource=_resource(service, instance, cluster),
+                attributes=_object_attributes(entry.link),
+            )
+        )
+    return spans
+
+
+def _cause(entry: _ObjectEntry, episode: Episode) -> _EventNote | None:
+    """The earliest event of its owner, in this episode, whose message names it."""
+    assert entry.owner is not None
+    owner = episode.objects[entry.owner]
+    name = entry.link.ref.name
+    candidates = [note for note in owner.events.values() if names(note.event.message, name)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda note: (note.start_ns, note.event.name, note.span_id))
+
+
+def _spec_manager(known: KubeObject | None) -> str:
+    return known.spec_manager if known is not None else ""
+
+
+def event_span(
+    occurrence: Occurrence,
+    *,
+    trace_id: str,
+    span_id: str,
+    parent_id: str,
+    involved: Link,
+    cluster: str,
+) -> Span:
+    event = occurrence.event
+    warning = event.is_warning
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        name=event.reason,
+        kind=SpanKind.EVENT,
+        start_ns=occurrence.start_ns,
+        end_ns=max(occurrence.start_ns, occurrence.end_ns),
+        status=SpanStatus.ERROR if warning else SpanStatus.UNSET,
+        status_message=event.message if warning else "",
+        resource=_resource(event.component or FALLBACK_SERVICE, event.instance, cluster),
+        attributes=_event_attributes(occurrence, involved),
+    )
+
+
+def _resource(service: str, instance: str, cluster: str) -> tuple[tuple[str, AttributeValue], ...]:
+    items: list[tuple[str, AttributeValue]] = [
+        ("k8s.cluster.name", cluster),
+        ("service.name", service),
+    ]
+    if instance:
+        items.append(("service.instance.id", instance))
+    return tuple(sorted(items))
+
+
+def _event_attributes(
+    occurrence: Occurrence, involved: Link
+) -> tuple[tuple[str, AttributeValue], ...]:
+    event = occurrence.event
+    ref = event.involved
+    attributes: dict[str, AttributeValue] = {
+        "k8s.event.reason": event.reason,
+        "k8s.event.message": event.message,
+        "k8s.event.type": event.type,
+        "k8s.event.count": event.count,
+        "k8s.event.uid": event.uid,
+        "k8s.event.name": event.name,
+        "eventtrace.occurrences": occurrence.occurrences,
+        "k8s.object.kind": ref.kind,
+        "k8s.object.name": ref.name,
+        "k8s.object.uid": _uid(involved.ref, ref),
+        "k8s.object.api_version": ref.api_version,
+        "k8s.object.fieldpath": event.field_path,
+        "k8s.event.action": event.action,
+        "k8s.node.name": event.host,
+    }
+    if ref.namespace:
+        attributes["k8s.namespace.name"] = ref.namespace
+    attributes.update(_semconv(involved.ref, ref))
+    return _compact(attributes)
+
+
+def _object_attributes(link: Link) -> tuple[tuple[str, AttributeValue], ...]:
+    ref = link.ref
+    attributes: dict[str, AttributeValue] = {
+        "k8s.object.kind": ref.kind,
+        "k8s.object.name": ref.name,
+        "k8s.object.uid": _uid(ref, ref),
+        "k8s.object.api_version": ref.api_version,
+    }
+    if ref.namespace:
+        attributes["k8s.namespace.name"] = ref.namespace
+    if link.known is None:
+        attributes["eventtrace.object.unresolved"] = True
+    attributes.update(_semconv(ref, ref))
+    return _compact(attributes)
+
+
+def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
+    """The object's real uid where known. kubelet reports a Node's name as its uid: that
+    is no uid, so leave it out rather than mislead."""
+    uid = resolved.uid or reported.uid
+    return "" if uid == reported.name else uid
+
+
+def _semconv(resolved: ObjectRef, reported: ObjectRef) -> dict[str, AttributeValue]:
+    prefix = _SEMCONV.get(reported.kind)
+    if prefix is None:
+        return {}
+    pair: dict[str, AttributeValue] = {f"{prefix}.name": reported.name}
+    uid = _uid(resolved, reported)
+    if uid:
+        pair[f"{prefix}.uid"] = uid
+    return pair
+
+
+def _compact(attributes: dict[str, AttributeValue]) -> tuple[tuple[str, AttributeValue], ...]:
+    """Sorted, without empty strings: the same attributes always serialize the same way."""
+    return tuple(sorted((key, value) for key, value in attributes.items() if value != ""))
+
+
+def spans_in_order(spans: Iterable[Span]) -> list[Span]:
+    """A canonical order, for output and for comparing runs."""
+    return sorted(spans, key=lambda span: (span.trace_id, span.start_ns, span.span_id))

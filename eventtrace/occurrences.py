@@ -1,0 +1,49 @@
+"""From event states to occurrences: a new Event, or a rise in its count, is new; the rest
+(re-lists, replays, message-only updates, stale states) is not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventtrace.model import EventState, Occurrence
+
+
+@dataclass(slots=True)
+class _Seen:
+    count: int
+    last_ns: int
+
+
+class OccurrenceTracker:
+    """Remembers the highest count seen per event uid. Feed states in `sort_key` order."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, _Seen] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def observe(self, state: EventState) -> Occurrence | None:
+        seen = self._seen.get(state.uid)
+        if seen is None:
+            self._seen[state.uid] = _Seen(state.count, state.last_ns)
+            # First sight: one span from the first to the last occurrence, however many.
+            return Occurrence(state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns)
+        if state.count <= seen.count:
+            return None
+        previous_count, previous_last = seen.count, seen.last_ns
+        seen.count, seen.last_ns = state.count, max(previous_last, state.last_ns)
+        # One new occurrence happened at its lastTimestamp; a jump (updates missed) spans
+        # the time since the last occurrence we saw.
+        jumped = state.count - previous_count > 1
+        start = min(previous_last, state.last_ns) if jumped else state.last_ns
+        return Occurrence(state, previous_count, start_ns=start, end_ns=state.last_ns)
+
+    def forget_older_than(self, cutoff_ns: int) -> int:
+        """Drop events not seen since `cutoff_ns` (the API server keeps events ~1 h)."""
+        stale = [uid for uid, seen in self._seen.items() if seen.last_ns < cutoff_ns]
+        for uid in stale:
+            del self._seen[uid]
+        return len(stale)

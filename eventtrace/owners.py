@@ -1,0 +1,144 @@
+"""Owner chains: from the object an event is about, up the controller owners to the root.
+
+Pure: it reads an `ObjectIndex` (what is known of the cluster's objects) and never fetches.
+The live resolver fills the index; replay fills it from object dumps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from eventtrace.model import EventState, KubeObject, ObjectRef
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One object on a chain. `identity` keys its span: the real uid where the object is
+    known, else kind/namespace/name (kubelet's Node events carry the name as uid)."""
+
+    identity: str
+    ref: ObjectRef
+    known: KubeObject | None
+
+
+Chain = tuple[Link, ...]  # the involved object first, the root last
+
+
+def identity_of(ref: ObjectRef, known: KubeObject | None) -> str:
+    if known is not None and known.ref.uid:
+        return known.ref.uid
+    return f"{ref.kind}/{ref.namespace}/{ref.name}"
+
+
+class ObjectIndex:
+    """What is known of objects, by uid and by kind/namespace/name, plus owner hints."""
+
+    __slots__ = ("_by_key", "_by_uid", "_hints")
+
+    def __init__(self) -> None:
+        self._by_uid: dict[str, KubeObject] = {}
+        self._by_key: dict[tuple[str, str, str], KubeObject] = {}
+        self._hints: dict[tuple[str, str, str], ObjectRef] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def put(self, obj: KubeObject) -> None:
+        """Keep the newest state of each object; equal versions tie-break on content."""
+        old = self._by_uid.get(obj.ref.uid) if obj.ref.uid else None
+        if old is not None and _version_rank(old) > _version_rank(obj):
+            return
+        if obj.ref.uid:
+            self._by_uid[obj.ref.uid] = obj
+        current = self._by_key.get(obj.ref.key)
+        if current is None or current.ref.uid == obj.ref.uid or _version_rank(obj) >= _version_rank(
+            current
+        ):
+            self._by_key[obj.ref.key] = obj
+
+    def forget(self, obj: KubeObject) -> None:
+        if self._by_uid.get(obj.ref.uid) is obj:
+            del self._by_uid[obj.ref.uid]
+        if self._by_key.get(obj.ref.key) is obj:
+            del self._by_key[obj.ref.key]
+
+    def find(self, ref: ObjectRef) -> KubeObject | None:
+        found = self._by_uid.get(ref.uid) if ref.uid else None
+        if found is not None and found.ref.kind == ref.kind:
+            return found
+        return self._by_key.get(ref.key)
+
+    def learn_from(self, event: EventState) -> None:
+        """A controller's message that names a child it made ("Created pod: NAME") tells us
+        the child's owner, for when the child itself can no longer be read."""
+        hint = owner_hint(event)
+        if hint is None:
+            return
+        child, owner = hint
+        current = self._hints.get(child)
+        # Keep the same hint whatever order events come in.
+        if current is None or (owner.uid, owner.name) < (current.uid, current.name):
+            self._hints[child] = owner
+
+    def hinted_owner(self, ref: ObjectRef) -> ObjectRef | None:
+        return self._hints.get(ref.key)
+
+    def chain(self, involved: ObjectRef) -> Chain:
+        """The owner chain of `involved`. Owners that cannot be read stay on it as their
+        ownerReference says and end it; cycles are cut at the first repeat."""
+        links: list[Link] = []
+        seen: set[str] = set()
+        ref: ObjectRef | None = involved
+        while ref is not None:
+            known = self.find(ref)
+            identity = identity_of(ref, known)
+            if identity in seen:
+                break
+            seen.add(identity)
+            links.append(Link(identity, known.ref if known is not None else ref, known))
+            if known is not None:
+                ref = known.controller
+            else:
+                ref = self.hinted_owner(ref)
+        return tuple(links)
+
+
+def _version_rank(obj: KubeObject) -> tuple[int, str]:
+    version = obj.resource_version
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
+# (owner kinds, message pattern, child kind): how controllers name what they create.
+_CHILD_PATTERNS: tuple[tuple[frozenset[str], re.Pattern[str], str], ...] = (
+    (frozenset({"Deployment"}), re.compile(r"^Scaled (?:up|down) replica set (\S+)"), "ReplicaSet"),
+    (
+        frozenset({"ReplicaSet", "DaemonSet", "Job", "ReplicationController"}),
+        re.compile(r"^(?:Created|Deleted) pod: (\S+)"),
+        "Pod",
+    ),
+    (frozenset({"StatefulSet"}), re.compile(r"^(?:create|delete) Pod (\S+) in StatefulSet"), "Pod"),
+    (
+        frozenset({"CronJob"}),
+        re.compile(r"^(?:Created job|Deleted job|Saw completed job:) ([^\s,]+)"),
+        "Job",
+    ),
+)
+
+
+def owner_hint(event: EventState) -> tuple[tuple[str, str, str], ObjectRef] | None:
+    owner = event.involved
+    for kinds, pattern, child_kind in _CHILD_PATTERNS:
+        if owner.kind in kinds:
+            match = pattern.match(event.message)
+            if match:
+                return ((child_kind, owner.namespace, match.group(1)), owner)
+    return None
+
+
+def names(message: str, name: str) -> bool:
+    """Does the message name the object as a whole word? `px-5d567cc74c` is not named by
+    `Created pod: px-5d567cc74c-ss4lb`."""
+    if name not in message:
+        return False
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)", message) is not None
