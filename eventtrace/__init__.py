@@ -1,0 +1,3 @@
+"""eventtrace: Kubernetes Events as OpenTelemetry traces."""
+
+__version__ = "0.1.0"

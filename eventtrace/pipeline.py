@@ -101,11 +101,11 @@ class Pipeline:
 
 def trace_recording(
     states: list[EventState], objects: list[KubeObject], rules: TraceRules
-) -> list[Span]:
+) -> tuple[list[Span], PipelineStats]:
     """Every span of a recording, the same whatever order states and objects come in."""
     pipeline = Pipeline(rules, reorder_window_ns=0)
     for obj in objects:
         pipeline.add_object(obj)
     for state in states:
         pipeline.offer(state, now=0)
-    return pipeline.drain()
+    return pipeline.drain(), pipeline.stats

@@ -42,9 +42,12 @@ def parse_duration(value: Any) -> Any:
 
 
 def split_list(value: Any) -> Any:
-    """A list from YAML, or a comma-separated string from the environment or a flag."""
+    """A YAML list, a comma-separated string (environment), or repeated flags that may
+    each hold commas."""
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        value = [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [part.strip() for item in value for part in item.split(",") if part.strip()]
     return value
 
 

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+from eventtrace.metrics import Metrics
 from eventtrace.model import Span
+from eventtrace.settings import Settings
 
 
 class SpanSink(Protocol):
@@ -25,3 +27,18 @@ class SpanSink(Protocol):
     ) -> None: ...
 
     def submit(self, spans: Sequence[Span]) -> None: ...
+
+
+def open_sink(output: str, settings: Settings, metrics: Metrics) -> SpanSink:
+    """The sink for `--output`. OTLP is imported only when asked for (it loads gRPC)."""
+    if output == "console":
+        from eventtrace.export.console import ConsoleSink
+
+        return ConsoleSink()
+    if output == "jsonl":
+        from eventtrace.export.jsonl import JsonLinesSink
+
+        return JsonLinesSink()
+    from eventtrace.export.otlp import OtlpSink
+
+    return OtlpSink(settings, metrics)

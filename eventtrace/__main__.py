@@ -1,0 +1,5 @@
+import sys
+
+from eventtrace.cli import main
+
+sys.exit(main())

@@ -1,0 +1,441 @@
+"""OTLP export: finished spans to Jaeger or any OTLP backend, over gRPC or HTTP/protobuf.
+
+The wire format and transport are the OpenTelemetry SDK's own exporters; this module adds
+what they lack for "nothing lost" (peers.md): our own bounded queue (drop the oldest when
+full, counted), a background task that sends batches and retries a failed batch with
+backoff for as long as we run, and a bounded flush at shutdown that counts what it could
+not deliver.
+
+Configuration follows the standard `OTEL_EXPORTER_OTLP_*` variables, which the exporters
+read themselves; `--otlp-endpoint` / `--otlp-protocol` (Settings) override endpoint and
+protocol. A scheme-less gRPC endpoint (`host:4317`) uses TLS unless
+`OTEL_EXPORTER_OTLP_(TRACES_)INSECURE=true`, as the OpenTelemetry spec says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from types import TracebackType
+from typing import Self
+
+from opentelemetry.exporter.otlp.proto.grpc.exporter import InvalidCompressionValueException
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.wait import wait_base, wait_exponential, wait_random
+
+from eventtrace.metrics import Metrics
+from eventtrace.model import AttributeValue, Span, SpanStatus
+from eventtrace.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+GRPC = "grpc"
+HTTP_PROTOBUF = "http/protobuf"
+PROTOCOLS = (GRPC, HTTP_PROTOBUF)
+TRACES_PATH = "/v1/traces"
+PROTOCOL_ENV = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+# Backoff between attempts at one batch: 0.5 s doubling to ~30 s, plus up to 1 s of jitter
+# so replicas that lost the same backend do not come back in lockstep.
+RETRY_WAIT: wait_base = wait_exponential(multiplier=0.5, max=29.0) + wait_random(0, 1.0)
+# While shutting down the deadline is short: try again soon rather than sleep past it.
+CLOSING_MAX_WAIT = 0.5
+# After the deadline, how long an aborted in-flight export may take to report back.
+ABORT_GRACE = 1.0
+# A full queue that drains below this fraction ends a drop burst (next drop warns again).
+BURST_END_FRACTION = 0.5
+MAX_CACHED_RESOURCES = 10_000
+
+
+def _version() -> str:
+    try:
+        return metadata.version("eventtrace")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+SCOPE = InstrumentationScope("eventtrace", _version())
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+# -- Span → ReadableSpan ------------------------------------------------------------------
+
+
+def make_resource(attributes: Sequence[tuple[str, AttributeValue]]) -> Resource:
+    """Exactly these attributes: no SDK defaults merged in (Resource.create would add some)."""
+    return Resource(dict(attributes))
+
+
+class ResourceCache:
+    """One SDK Resource per distinct resource tuple: the encoder groups spans by resource."""
+
+    def __init__(self, limit: int = MAX_CACHED_RESOURCES) -> None:
+        self._resources: dict[tuple[tuple[str, AttributeValue], ...], Resource] = {}
+        self._limit = limit
+
+    def get(self, attributes: tuple[tuple[str, AttributeValue], ...]) -> Resource:
+        resource = self._resources.get(attributes)
+        if resource is None:
+            if len(self._resources) >= self._limit:
+                self._resources.clear()  # bounded: instances come and go over months
+            resource = self._resources[attributes] = make_resource(attributes)
+        return resource
+
+
+def to_readable_span(span: Span, resource: Resource | None = None) -> ReadableSpan:
+    """Our Span as the SDK's ReadableSpan, ids and times exactly as given.
+
+    Pass `resource` (e.g. from a ResourceCache) to share one Resource between spans.
+    """
+    trace_id = int(span.trace_id, 16)
+    parent = (
+        SpanContext(trace_id, int(span.parent_id, 16), is_remote=False, trace_flags=SAMPLED)
+        if span.parent_id
+        else None
+    )
+    status = (
+        Status(StatusCode.ERROR, span.status_message)
+        if span.status is SpanStatus.ERROR
+        else Status(StatusCode.UNSET)
+    )
+    return ReadableSpan(
+        name=span.name,
+        context=SpanContext(trace_id, int(span.span_id, 16), is_remote=False, trace_flags=SAMPLED),
+        parent=parent,
+        resource=resource if resource is not None else make_resource(span.resource),
+        attributes=dict(span.attributes),
+        kind=SpanKind.INTERNAL,
+        status=status,
+        start_time=span.start_ns,
+        end_time=span.end_ns,
+        instrumentation_scope=SCOPE,
+    )
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def resolve_protocol(flag: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """--otlp-protocol, else the traces env var, else the general one, else grpc."""
+    candidates = [("--otlp-protocol", flag)] + [(name, environ.get(name)) for name in PROTOCOL_ENV]
+    for source, value in candidates:
+        if value and value.strip():
+            protocol = value.strip().lower()
+            if protocol not in PROTOCOLS:
+                raise SettingsError(
+                    f"{source}: OTLP protocol {value!r} is not supported "
+                    f"(use {' or '.join(PROTOCOLS)})"
+                )
+            return protocol
+    return GRPC
+
+
+def http_traces_url(endpoint: str) -> str:
+    """A base URL as --otlp-endpoint takes it → the traces URL the HTTP exporter posts to.
+
+    The exporter uses an explicit endpoint verbatim, so add `/v1/traces` as the
+    OTEL_EXPORTER_OTLP_ENDPOINT convention does, unless it is already there.
+    """
+    url = endpoint.strip()
+    if "://" not in url:
+        url = f"http://{url}"
+    url = url.rstrip("/")
+    return url if url.endswith(TRACES_PATH) else url + TRACES_PATH
+
+
+def build_exporter(protocol: str, endpoint: str | None) -> SpanExporter:
+    """The SDK exporter; everything but an explicit endpoint comes from OTEL_* variables."""
+    try:
+        if protocol == HTTP_PROTOBUF:
+            return HttpSpanExporter(endpoint=http_traces_url(endpoint) if endpoint else None)
+        # gRPC takes http://host:port, https://host:port and host:port as they are.
+        return GrpcSpanExporter(endpoint=endpoint.strip() if endpoint else None)
+    except (ValueError, RuntimeError, InvalidCompressionValueException) as error:
+        raise SettingsError(f"OTLP exporter ({protocol}): {error}") from error
+
+
+def describe_endpoint(exporter: SpanExporter) -> str:
+    """Where the exporter really sends, as a URL, for the startup log line."""
+    endpoint = str(getattr(exporter, "_endpoint", "?"))
+    if isinstance(exporter, GrpcSpanExporter) and "://" not in endpoint:
+        scheme = "http" if getattr(exporter, "_insecure", False) else "https"
+        return f"{scheme}://{endpoint}"
+    return endpoint
+
+
+# -- the sink -----------------------------------------------------------------------------
+
+
+class ExportFailed(Exception):
+    """One attempt at a batch failed; the retry loop will try again."""
+
+
+class OtlpSink:
+    """SpanSink over OTLP. `submit` only queues; a task owned by the context sends.
+
+    Queue: at most settings.export_queue_size spans waiting; when full the OLDEST are
+    dropped and counted (reason="queue_full"). Batches of at most export_batch_size go
+    every export_interval, or as soon as a batch is full. A failed batch is kept and
+    retried with backoff until it is delivered or the sink is closed. Leaving the context
+    flushes for at most `shutdown_timeout` seconds; what is left is counted
+    (reason="shutdown") and logged. Call `submit` from the event loop's thread.
+    """
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0
+    ) -> None:
+        self._protocol = resolve_protocol(settings.otlp_protocol)
+        self._exporter = build_exporter(self._protocol, settings.otlp_endpoint)
+        self._endpoint = describe_endpoint(self._exporter)
+        self._metrics = metrics
+        self._batch_size = settings.export_batch_size
+        self._interval = settings.export_interval
+        self._capacity = settings.export_queue_size
+        self._shutdown_timeout = shutdown_timeout
+        self._resources = ResourceCache()
+
+        self._queue: deque[Span] = deque(maxlen=self._capacity)
+        self._batch: list[Span] = []  # taken from the queue, not yet delivered
+        self._attempt: asyncio.Future[bool] | None = None  # latest export of _batch
+        self._dropped_in_burst = 0
+        self._wakeup = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+        self._exporter_shut_down = False
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    # -- SpanSink ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._worker = asyncio.create_task(self._run(), name="eventtrace-otlp-export")
+        self._worker.add_done_callback(_log_crash)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._stop_worker()
+            self._closed = True
+            await self._settle_in_flight()
+            self._count_lost()
+        finally:
+            self._closed = True
+            await asyncio.to_thread(self._shutdown_exporter)
+
+    def submit(self, spans: Sequence[Span]) -> None:
+        if not spans:
+            return
+        if self._closed:
+            self._lose(len(spans), "after the sink was closed")
+            return
+        overflow = len(self._queue) + len(spans) - self._capacity
+        if overflow > 0:
+            self._drop_oldest(overflow)
+        self._queue.extend(spans)  # the deque's maxlen pushes out the oldest
+        self._update_gauge()
+        if len(self._queue) >= self._batch_size:
+            self._wakeup.set()
+
+    # -- the background task ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wait_for_work()
+            if not self._queue:
+                if self._closing.is_set():
+                    return
+                continue
+            self._batch = self._take_batch()
+            self._attempt = None
+            await self._deliver(self._batch)
+            # No await between success and forgetting the batch: a cancel cannot split them.
+            self._record_delivered(self._batch)
+            self._batch = []
+            self._update_gauge()
+
+    async def _wait_for_work(self) -> None:
+        """Until a batch is full, the interval has passed, or we are closing."""
+        if self._closing.is_set() or len(self._queue) >= self._batch_size:
+            return
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._interval)
+
+    def _take_batch(self) -> list[Span]:
+        count = min(self._batch_size, len(self._queue))
+        return [self._queue.popleft() for _ in range(count)]
+
+    async def _deliver(self, batch: list[Span]) -> None:
+        """Send one batch, retrying with backoff until it is accepted (or we are cancelled)."""
+        readable = [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(ExportFailed),
+            wait=self._backoff,
+            sleep=self._sleep,
+            before_sleep=self._on_retry,
+        )
+        await retrying(self._export_once, readable)
+
+    async def _export_once(self, readable: list[ReadableSpan]) -> None:
+        # Shielded: if the deadline cancels us mid-export, __aexit__ still learns the outcome.
+        self._attempt = asyncio.ensure_future(asyncio.to_thread(self._export_blocking, readable))
+        if not await asyncio.shield(self._attempt):
+            raise ExportFailed
+
+    def _export_blocking(self, readable: list[ReadableSpan]) -> bool:
+        try:
+            return self._exporter.export(readable) is SpanExportResult.SUCCESS
+        except Exception:  # the exporter's bug or a broken transport: retry like a failure
+            log.exception("OTLP export to %s raised", self._endpoint)
+            return False
+
+    def _backoff(self, retry_state: RetryCallState) -> float:
+        delay = RETRY_WAIT(retry_state)
+        return min(delay, CLOSING_MAX_WAIT) if self._closing.is_set() else delay
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep between attempts; cut short when shutdown starts (flush now, not in 30 s)."""
+        if self._closing.is_set():
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+
+    def _on_retry(self, retry_state: RetryCallState) -> None:
+        self._metrics.export_retries.inc()
+        log.warning(
+            "OTLP export of %d spans to %s failed (attempt %d); retrying in %.1fs, "
+            "%d more spans queued",
+            len(self._batch),
+            self._endpoint,
+            retry_state.attempt_number,
+            retry_state.upcoming_sleep,
+            len(self._queue),
+        )
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def _stop_worker(self) -> None:
+        """Let the worker flush until the deadline, then cancel it."""
+        worker = self._worker
+        if worker is None:
+            return
+        self._closing.set()
+        self._wakeup.set()
+        try:
+            await asyncio.wait({worker}, timeout=self._shutdown_timeout)
+        finally:
+            if not worker.done():
+                worker.cancel()
+                await asyncio.wait({worker})
+
+    async def _settle_in_flight(self) -> None:
+        """The batch being sent at the deadline: abort its export, then count it honestly."""
+        attempt = self._attempt
+        if not self._batch or attempt is None:
+            return
+        if not attempt.done():
+            # Shutting the exporter down cancels its RPC and ends its own retry sleeps.
+            await asyncio.to_thread(self._shutdown_exporter)
+            await asyncio.wait({attempt}, timeout=ABORT_GRACE)
+        if (
+            attempt.done()
+            and not attempt.cancelled()
+            and attempt.exception() is None
+            and attempt.result()
+        ):
+            self._record_delivered(self._batch)
+            self._batch = []
+        elif not attempt.done():
+            log.warning(
+                "OTLP export of %d spans to %s still running after shutdown; counting them "
+                "as lost, though they may still arrive",
+                len(self._batch),
+                self._endpoint,
+            )
+
+    def _count_lost(self) -> None:
+        lost = len(self._queue) + len(self._batch)
+        self._queue.clear()
+        self._batch = []
+        self._update_gauge()
+        if lost:
+            self._lose(lost, f"within the {self._shutdown_timeout:g}s shutdown deadline")
+
+    def _lose(self, count: int, when: str) -> None:
+        self._metrics.spans_failed.labels(reason="shutdown").inc(count)
+        log.error(
+            "OTLP export to %s: %d spans could not be delivered %s and are lost",
+            self._endpoint,
+            count,
+            when,
+        )
+
+    def _shutdown_exporter(self) -> None:
+        if not self._exporter_shut_down:
+            self._exporter_shut_down = True
+            self._exporter.shutdown()
+
+    # -- accounting -------------------------------------------------------------------
+
+    def _drop_oldest(self, count: int) -> None:
+        self._metrics.spans_failed.labels(reason="queue_full").inc(count)
+        if not self._dropped_in_burst:
+            log.warning(
+                "OTLP export queue full (%d spans; %s is slow or down): dropping the oldest "
+                "spans until it catches up",
+                self._capacity,
+                self._endpoint,
+            )
+        self._dropped_in_burst += count
+
+    def _record_delivered(self, batch: list[Span]) -> None:
+        by_kind = Counter(span.kind.value for span in batch)
+        for kind, count in by_kind.items():
+            self._metrics.spans_exported.labels(kind=kind).inc(count)
+        now = time.time_ns()
+        for span in batch:
+            self._metrics.export_lag.observe(max(0, now - span.end_ns) / 1e9)
+        if self._dropped_in_burst and len(self._queue) < self._capacity * BURST_END_FRACTION:
+            log.warning(
+                "OTLP export caught up: %d spans were dropped while the queue was full",
+                self._dropped_in_burst,
+            )
+            self._dropped_in_burst = 0
+
+    def _update_gauge(self) -> None:
+        self._metrics.export_queue.set(len(self._queue) + len(self._batch))
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("OTLP export task crashed; spans are no longer sent", exc_info=task.exception())
