@@ -16,8 +16,8 @@ from eventtrace.model import (
     AttributeValue,
     EventState,
     KubeObject,
-    Occurrence,
     ObjectRef,
+    Occurrence,
     Span,
     SpanKind,
     SpanStatus,
@@ -169,7 +169,9 @@ _NEVER_END = -(2**63)
 
 def object_spans(episode: Episode, cluster: str) -> list[Span]:
     """One span per object of the episode, covering its subtree, under its cause."""
-    extent = {identity: (entry.start_ns, entry.end_ns) for identity, entry in episode.objects.items()}
+    extent = {
+        identity: (entry.start_ns, entry.end_ns) for identity, entry in episode.objects.items()
+    }
     for entry in episode.objects.values():
         if entry.start_ns > entry.end_ns:
             continue  # no occurrence of its own

@@ -89,9 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--config", type=Path, metavar="FILE", help="YAML file of settings")
     group.add_argument("--cluster-name", help="k8s.cluster.name on every span")
     group.add_argument("--output", choices=["otlp", "console", "jsonl"], help="where spans go")
-    group.add_argument("--otlp-endpoint", metavar="URL", help="overrides OTEL_EXPORTER_OTLP_ENDPOINT")
+    group.add_argument(
+        "--otlp-endpoint", metavar="URL", help="overrides OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
     group.add_argument("--otlp-protocol", choices=["grpc", "http/protobuf"])
-    group.add_argument("--trace-idle", metavar="DURATION", help="close a trace after this quiet (120s)")
+    group.add_argument(
+        "--trace-idle", metavar="DURATION", help="close a trace after this quiet (120s)"
+    )
     group.add_argument("--trace-max", metavar="DURATION", help="longest trace (30m)")
     group.add_argument("--resolve-timeout", metavar="DURATION", help="reorder/owner wait (5s)")
     group.add_argument("--namespace", dest="namespaces", action="append", metavar="NS",
@@ -115,17 +119,27 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[common], help="watch a cluster and export traces (OTLP by default)"
     )
-    run.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
+    run.add_argument(
+        "--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config, in-cluster"
+    )
     run.add_argument("--context", help="kubeconfig context (default: current)")
-    run.add_argument("--metrics-addr", metavar="HOST:PORT", help="/metrics, /healthz, /readyz (127.0.0.1:8080)")
+    run.add_argument(
+        "--metrics-addr", metavar="HOST:PORT", help="/metrics, /healthz, /readyz (127.0.0.1:8080)"
+    )
 
     replay = commands.add_parser(
-        "replay", parents=[common], help="trace recorded events: kubectl get events -o json|yaml, -w, watch JSON lines"
+        "replay",
+        parents=[common],
+        help="trace recorded events: kubectl get events -o json|yaml, -w, watch JSON lines",
     )
-    replay.add_argument("files", nargs="+", metavar="FILE", help="recordings and object dumps; - for stdin")
+    replay.add_argument(
+        "files", nargs="+", metavar="FILE", help="recordings and object dumps; - for stdin"
+    )
 
     commands.add_parser(
-        "demo", parents=[common], help="trace a built-in recording (a rollout, a pod stuck on a bad image)"
+        "demo",
+        parents=[common],
+        help="trace a built-in recording (a rollout, a pod stuck on a bad image)",
     )
     return parser
 

@@ -30,7 +30,9 @@ class OccurrenceTracker:
         if seen is None:
             self._seen[state.uid] = _Seen(state.count, state.last_ns)
             # First sight: one span from the first to the last occurrence, however many.
-            return Occurrence(state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns)
+            return Occurrence(
+                state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns
+            )
         if state.count <= seen.count:
             return None
         previous_count, previous_last = seen.count, seen.last_ns

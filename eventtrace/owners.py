@@ -52,8 +52,10 @@ class ObjectIndex:
         if obj.ref.uid:
             self._by_uid[obj.ref.uid] = obj
         current = self._by_key.get(obj.ref.key)
-        if current is None or current.ref.uid == obj.ref.uid or _version_rank(obj) >= _version_rank(
-            current
+        if (
+            current is None
+            or current.ref.uid == obj.ref.uid
+            or _version_rank(obj) >= _version_rank(current)
         ):
             self._by_key[obj.ref.key] = obj
 
@@ -97,10 +99,7 @@ class ObjectIndex:
                 break
             seen.add(identity)
             links.append(Link(identity, known.ref if known is not None else ref, known))
-            if known is not None:
-                ref = known.controller
-            else:
-                ref = self.hinted_owner(ref)
+            ref = known.controller if known is not None else self.hinted_owner(ref)
         return tuple(links)
 
 

@@ -42,12 +42,19 @@ def load_recording(paths: list[str], settings: Settings, metrics: Metrics) -> Re
     keep = EventFilter.from_settings(settings)
     for record in read_records(paths):
         if record.is_event:
-            state = parse_event(record.raw, record.where, max_message_bytes=settings.max_message_bytes)
+            state = parse_event(
+                record.raw, record.where, max_message_bytes=settings.max_message_bytes
+            )
             if isinstance(state, Rejected):
                 reject(state, metrics)
                 continue
             if message_was_truncated(state):
-                log.warning("%s: event %s: message cut to %d bytes", record.where, state.name, settings.max_message_bytes)
+                log.warning(
+                    "%s: event %s: message cut to %d bytes",
+                    record.where,
+                    state.name,
+                    settings.max_message_bytes,
+                )
                 metrics.invalid_events.labels(reason="message_truncated").inc()
             metrics.events_received.labels(type=state.type).inc()
             excluded_by = keep.rejects(state)

@@ -27,7 +27,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(value: Any) -> Any:
-    """Seconds as a number, or a Go-style duration as Kubernetes users write them: 90s, 2m, 1h30m."""
+    """Seconds as a number, or a Go-style duration as Kubernetes users write: 90s, 2m, 1h30m."""
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     @field_validator("metrics_addr")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or :8080)")
         return value

@@ -111,7 +111,9 @@ class Recorder:
         }})  # fmt: skip
 
     def write(self, path: Path) -> None:
-        path.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in self.lines))
+        path.write_text(
+            "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in self.lines)
+        )
 
 
 def rollout() -> Recorder:
@@ -122,25 +124,131 @@ def rollout() -> Recorder:
     def container(pod: str) -> dict[str, Any]:
         return ref("Pod", pod, field="spec.containers{nginx}")
 
-    rec.legacy(0, deploy, "ScalingReplicaSet", f"Scaled up replica set {new} from 0 to 1", "deployment-controller")
-    rec.legacy(0, ref("ReplicaSet", new, "apps/v1"), "SuccessfulCreate", f"Created pod: {new}-7vlt2", "replicaset-controller")
+    rec.legacy(
+        0,
+        deploy,
+        "ScalingReplicaSet",
+        f"Scaled up replica set {new} from 0 to 1",
+        "deployment-controller",
+    )
+    rec.legacy(
+        0,
+        ref("ReplicaSet", new, "apps/v1"),
+        "SuccessfulCreate",
+        f"Created pod: {new}-7vlt2",
+        "replicaset-controller",
+    )
     rec.scheduled(0.014, f"{new}-7vlt2", "kind-worker")
-    rec.legacy(1, container(f"{new}-7vlt2"), "Pulling", f'Pulling image "{image}"', "kubelet", "kind-worker")
-    rec.legacy(4, container(f"{new}-7vlt2"), "Pulled", f'Successfully pulled image "{image}" in 2.871s (2.871s including waiting). Image size: 72955450 bytes.', "kubelet", "kind-worker")
-    rec.legacy(4, container(f"{new}-7vlt2"), "Created", "Created container: nginx", "kubelet", "kind-worker")
-    rec.legacy(5, container(f"{new}-7vlt2"), "Started", "Started container nginx", "kubelet", "kind-worker")
-    rec.legacy(7, deploy, "ScalingReplicaSet", f"Scaled down replica set {old} from 2 to 1", "deployment-controller")
-    rec.legacy(7, ref("ReplicaSet", old, "apps/v1"), "SuccessfulDelete", f"Deleted pod: {old}-k2x9p", "replicaset-controller")
-    rec.legacy(7, container(f"{old}-k2x9p"), "Killing", "Stopping container nginx", "kubelet", "kind-worker2")
-    rec.legacy(7, deploy, "ScalingReplicaSet", f"Scaled up replica set {new} from 1 to 2", "deployment-controller")
-    rec.legacy(7, ref("ReplicaSet", new, "apps/v1"), "SuccessfulCreate", f"Created pod: {new}-m4hqz", "replicaset-controller")
+    rec.legacy(
+        1,
+        container(f"{new}-7vlt2"),
+        "Pulling",
+        f'Pulling image "{image}"',
+        "kubelet",
+        "kind-worker",
+    )
+    rec.legacy(
+        4,
+        container(f"{new}-7vlt2"),
+        "Pulled",
+        f'Successfully pulled image "{image}" in 2.871s (2.871s including waiting). Image size: 72955450 bytes.',
+        "kubelet",
+        "kind-worker",
+    )
+    rec.legacy(
+        4,
+        container(f"{new}-7vlt2"),
+        "Created",
+        "Created container: nginx",
+        "kubelet",
+        "kind-worker",
+    )
+    rec.legacy(
+        5, container(f"{new}-7vlt2"), "Started", "Started container nginx", "kubelet", "kind-worker"
+    )
+    rec.legacy(
+        7,
+        deploy,
+        "ScalingReplicaSet",
+        f"Scaled down replica set {old} from 2 to 1",
+        "deployment-controller",
+    )
+    rec.legacy(
+        7,
+        ref("ReplicaSet", old, "apps/v1"),
+        "SuccessfulDelete",
+        f"Deleted pod: {old}-k2x9p",
+        "replicaset-controller",
+    )
+    rec.legacy(
+        7,
+        container(f"{old}-k2x9p"),
+        "Killing",
+        "Stopping container nginx",
+        "kubelet",
+        "kind-worker2",
+    )
+    rec.legacy(
+        7,
+        deploy,
+        "ScalingReplicaSet",
+        f"Scaled up replica set {new} from 1 to 2",
+        "deployment-controller",
+    )
+    rec.legacy(
+        7,
+        ref("ReplicaSet", new, "apps/v1"),
+        "SuccessfulCreate",
+        f"Created pod: {new}-m4hqz",
+        "replicaset-controller",
+    )
     rec.scheduled(7.021, f"{new}-m4hqz", "kind-worker2")
-    rec.legacy(8, container(f"{new}-m4hqz"), "Pulled", f'Container image "{image}" already present on machine', "kubelet", "kind-worker2")
-    rec.legacy(8, container(f"{new}-m4hqz"), "Created", "Created container: nginx", "kubelet", "kind-worker2")
-    rec.legacy(9, container(f"{new}-m4hqz"), "Started", "Started container nginx", "kubelet", "kind-worker2")
-    rec.legacy(11, deploy, "ScalingReplicaSet", f"Scaled down replica set {old} from 1 to 0", "deployment-controller")
-    rec.legacy(11, ref("ReplicaSet", old, "apps/v1"), "SuccessfulDelete", f"Deleted pod: {old}-q8zrt", "replicaset-controller")
-    rec.legacy(11, container(f"{old}-q8zrt"), "Killing", "Stopping container nginx", "kubelet", "kind-worker")
+    rec.legacy(
+        8,
+        container(f"{new}-m4hqz"),
+        "Pulled",
+        f'Container image "{image}" already present on machine',
+        "kubelet",
+        "kind-worker2",
+    )
+    rec.legacy(
+        8,
+        container(f"{new}-m4hqz"),
+        "Created",
+        "Created container: nginx",
+        "kubelet",
+        "kind-worker2",
+    )
+    rec.legacy(
+        9,
+        container(f"{new}-m4hqz"),
+        "Started",
+        "Started container nginx",
+        "kubelet",
+        "kind-worker2",
+    )
+    rec.legacy(
+        11,
+        deploy,
+        "ScalingReplicaSet",
+        f"Scaled down replica set {old} from 1 to 0",
+        "deployment-controller",
+    )
+    rec.legacy(
+        11,
+        ref("ReplicaSet", old, "apps/v1"),
+        "SuccessfulDelete",
+        f"Deleted pod: {old}-q8zrt",
+        "replicaset-controller",
+    )
+    rec.legacy(
+        11,
+        container(f"{old}-q8zrt"),
+        "Killing",
+        "Stopping container nginx",
+        "kubelet",
+        "kind-worker",
+    )
     return rec  # fmt: skip
 
 
@@ -155,21 +263,53 @@ def image_pull_backoff() -> Recorder:
         f'unpack image "{image}": failed to resolve reference "{image}": {image}: not found'
     )
     backoff = f'Back-off pulling image "{image}"'
-    rec.legacy(t, deploy, "ScalingReplicaSet", f"Scaled up replica set {rs} from 0 to 1", "deployment-controller")
-    rec.legacy(t, ref("ReplicaSet", rs, "apps/v1"), "SuccessfulCreate", f"Created pod: {pod}", "replicaset-controller")
+    rec.legacy(
+        t,
+        deploy,
+        "ScalingReplicaSet",
+        f"Scaled up replica set {rs} from 0 to 1",
+        "deployment-controller",
+    )
+    rec.legacy(
+        t,
+        ref("ReplicaSet", rs, "apps/v1"),
+        "SuccessfulCreate",
+        f"Created pod: {pod}",
+        "replicaset-controller",
+    )
     rec.scheduled(t + 0.009, pod, "kind-worker")
     # kubelet retries the pull with a growing back-off: 10 s, 20 s, 40 s, 80 s.
     for attempt, at in enumerate((1, 14, 36, 78, 160)):
-        rec.legacy(t + at, container, "Pulling", f'Pulling image "{image}"', "kubelet", "kind-worker")
-        rec.legacy(t + at + 1, container, "Failed", pull_failed, "kubelet", "kind-worker", "Warning")
-        rec.legacy(t + at + 1, container, "Failed", "Error: ErrImagePull", "kubelet", "kind-worker", "Warning")
+        rec.legacy(
+            t + at, container, "Pulling", f'Pulling image "{image}"', "kubelet", "kind-worker"
+        )
+        rec.legacy(
+            t + at + 1, container, "Failed", pull_failed, "kubelet", "kind-worker", "Warning"
+        )
+        rec.legacy(
+            t + at + 1,
+            container,
+            "Failed",
+            "Error: ErrImagePull",
+            "kubelet",
+            "kind-worker",
+            "Warning",
+        )
         for wait in range(2, 2 + min(4, attempt + 1)):
             if attempt == 3 and wait == 3:
                 rec.skip(container, "BackOff", backoff)  # missed update: the count jumps
                 rec.skip(container, "Failed", "Error: ImagePullBackOff")
                 continue
             rec.legacy(t + at + wait, container, "BackOff", backoff, "kubelet", "kind-worker")
-            rec.legacy(t + at + wait, container, "Failed", "Error: ImagePullBackOff", "kubelet", "kind-worker", "Warning")
+            rec.legacy(
+                t + at + wait,
+                container,
+                "Failed",
+                "Error: ImagePullBackOff",
+                "kubelet",
+                "kind-worker",
+                "Warning",
+            )
     return rec  # fmt: skip
 
 
@@ -181,7 +321,9 @@ def managed(manager: str, at: datetime, spec: bool) -> dict[str, Any]:
             "time": stamp(at), "fieldsType": "FieldsV1", "fieldsV1": fields}  # fmt: skip
 
 
-def obj(kind: str, name: str, api: str, owner: dict[str, Any] | None, managers: list[dict[str, Any]]) -> dict[str, Any]:
+def obj(
+    kind: str, name: str, api: str, owner: dict[str, Any] | None, managers: list[dict[str, Any]]
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": NAMESPACE, "uid": uid(kind, name),
                             "resourceVersion": str(next(_rv)), "creationTimestamp": stamp(START),
                             "managedFields": managers}  # fmt: skip
@@ -197,14 +339,27 @@ def objects() -> dict[str, Any]:
     controller = managed("kube-controller-manager", START, spec=True)
     status = managed("kube-controller-manager", START + timedelta(seconds=11), spec=False)
     items = []
-    for deployment, sets in (("web", ("web-7c9f8d6b5", "web-5d8b9c7f4d")), ("api", ("api-6f7d8c9b5",))):
+    for deployment, sets in (
+        ("web", ("web-7c9f8d6b5", "web-5d8b9c7f4d")),
+        ("api", ("api-6f7d8c9b5",)),
+    ):
         items.append(obj("Deployment", deployment, "apps/v1", None, [kubectl, status]))
         for rs in sets:
-            items.append(obj("ReplicaSet", rs, "apps/v1", ref("Deployment", deployment, "apps/v1"), [controller]))
+            items.append(
+                obj(
+                    "ReplicaSet",
+                    rs,
+                    "apps/v1",
+                    ref("Deployment", deployment, "apps/v1"),
+                    [controller],
+                )
+            )
     pods = {"web-5d8b9c7f4d": ("7vlt2", "m4hqz"), "api-6f7d8c9b5": ("x7k2p",)}  # old pods are gone
     for rs, suffixes in pods.items():
         for suffix in suffixes:
-            items.append(obj("Pod", f"{rs}-{suffix}", "v1", ref("ReplicaSet", rs, "apps/v1"), [controller]))
+            items.append(
+                obj("Pod", f"{rs}-{suffix}", "v1", ref("ReplicaSet", rs, "apps/v1"), [controller])
+            )
     return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}  # fmt: skip
 
 

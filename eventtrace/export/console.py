@@ -1,8 +1,10 @@
 """`--output console`: each trace as a waterfall tree, printed when its episode closes.
 
-    +0.000s  45.2s  deployment/px                            kubectl-client-side-apply
-    +0.000s      -  ├─ ScalingReplicaSet  Scaled up replica set px-5d567cc74c to 1
-    +0.000s  30.1s  │  └─ replicaset/px-5d567cc74c            deployment-controller
+deployment/px  trace 26251334a19138c9…
+  2021-05-19 09:42:58Z  9.0s  19 events
+  +0.000s    9.0s  deployment/px  kubectl-client-side-apply
+  +0.000s       -  ├─ ScalingReplicaSet  Scaled up replica set px-5d567cc74c to…
+  +0.000s    8.2s  │  └─ replicaset/px-5d567cc74c  deployment-controller
 """
 
 from __future__ import annotations
@@ -81,11 +83,10 @@ def render_trace(spans: list[Span], *, width: int = 80, color: bool = False) -> 
     events = sum(1 for span in spans if span.kind is SpanKind.EVENT)
     title = roots[0].name if roots else "?"
     moment = datetime.fromtimestamp(start / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    header = (
-        f"trace {spans[0].trace_id[:16]}  {title}  {moment}  {_duration(end - start)}"
-        f"  {events} events" + (f", {warnings} warnings" if warnings else "")
+    summary = f"{moment}  {_duration(end - start)}  {events} events" + (
+        f", {warnings} warnings" if warnings else ""
     )
-    lines = [_paint(header, _BOLD, color)]
+    lines = [_paint(f"{title}  trace {spans[0].trace_id}", _BOLD, color), f"  {summary}"]
 
     def walk(span: Span, prefix: str, last: bool, top: bool) -> None:
         branch = "" if top else ("└─ " if last else "├─ ")
@@ -115,6 +116,8 @@ def _line(span: Span, trace_start: int, tree: str, width: int, color: bool) -> s
         label = span.name
         detail = span.service_name
     left = f"{offset:>9} {duration:>7}  {tree}{label}"
+    if len(left) > width:
+        left = left[: width - 1] + "…"
     room = width - len(left) - 2
     text = left
     if room > 8 and detail:

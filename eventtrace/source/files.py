@@ -11,6 +11,7 @@ Accepted, in any mix, one or many files (`-` is standard input):
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 
 import orjson
 import yaml
+
+_WHITESPACE = re.compile(r"\s*")
 
 
 class InputFileError(Exception):
@@ -61,10 +64,7 @@ def _records_in(name: str, text: str) -> Iterator[Record]:
     start = text.lstrip()[:1]
     if not start:
         return
-    if start in "{[":
-        values = _json_values(name, text)
-    else:
-        values = _yaml_documents(name, text)
+    values = _json_values(name, text) if start in "{[" else _yaml_documents(name, text)
     for line, value in values:
         yield from _unpack(f"{name}:{line}", value)
 
@@ -73,7 +73,9 @@ def _json_values(name: str, text: str) -> Iterator[tuple[int, Any]]:
     """JSON lines fast, else concatenated (pretty-printed) JSON values."""
     lines = text.splitlines()
     try:
-        parsed = [(number, orjson.loads(line)) for number, line in enumerate(lines, 1) if line.strip()]
+        parsed = [
+            (number, orjson.loads(line)) for number, line in enumerate(lines, 1) if line.strip()
+        ]
     except orjson.JSONDecodeError:
         parsed = None
     if parsed is not None:
@@ -82,9 +84,10 @@ def _json_values(name: str, text: str) -> Iterator[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     position, line = 0, 1
     while True:
-        skipped = len(text) - len(text[position:].lstrip())
-        line += text.count("\n", position, position + skipped)
-        position += skipped
+        gap = _WHITESPACE.match(text, position)
+        assert gap is not None  # \s* always matches
+        line += text.count("\n", position, gap.end())
+        position = gap.end()
         if position >= len(text):
             return
         try:

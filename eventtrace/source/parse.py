@@ -108,7 +108,9 @@ def to_ns(moment: datetime) -> int:
 def parse_event(raw: Any, where: str, *, max_message_bytes: int = 4096) -> EventState | Rejected:
     """One Event (either API) as the model, or why it cannot be used."""
     if not isinstance(raw, dict):
-        return Rejected(where, f"expected an Event object, got {type(raw).__name__}", "not_an_object")
+        return Rejected(
+            where, f"expected an Event object, got {type(raw).__name__}", "not_an_object"
+        )
     try:
         event = _Event.model_validate(raw)
     except ValidationError as error:
@@ -208,7 +210,14 @@ def parse_object(raw: Any, where: str, *, kind: str = "") -> KubeObject | Reject
 
 
 CLUSTER_SCOPED = frozenset(
-    {"Node", "Namespace", "PersistentVolume", "StorageClass", "ClusterRole", "CustomResourceDefinition"}
+    {
+        "Node",
+        "Namespace",
+        "PersistentVolume",
+        "StorageClass",
+        "ClusterRole",
+        "CustomResourceDefinition",
+    }
 )
 
 

@@ -1,0 +1,145 @@
+"""Property tests of the pure core: arrival order never leaks into the spans."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import pairwise
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventtrace.assemble import TraceRules
+from eventtrace.model import EventState, KubeObject, SpanKind
+from eventtrace.pipeline import trace_recording
+from eventtrace.source.parse import parse_event, parse_object
+from helpers import core_event, kube_object, ref
+
+RULES = TraceRules("prop", trace_idle_ns=120 * 10**9, trace_max_ns=900 * 10**9)
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> tuple[list[EventState], list[KubeObject]]:
+    """A few Deployments with ReplicaSets and Pods, some objects unknown (deleted), pod
+    events repeating as count bumps with some updates missed, and kubelet Node events."""
+    raws: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
+    time = st.integers(min_value=0, max_value=1200)
+    for d in range(draw(st.integers(1, 2))):
+        deploy = ref("Deployment", f"app{d}", api="apps/v1")
+        objects.append(kube_object("Deployment", f"app{d}", api="apps/v1"))
+        for r in range(draw(st.integers(1, 2))):
+            rs_name = f"app{d}-rs{r}"
+            rs = ref("ReplicaSet", rs_name, api="apps/v1")
+            if draw(st.booleans()):
+                objects.append(kube_object("ReplicaSet", rs_name, deploy, api="apps/v1"))
+            verb = draw(st.sampled_from(["up", "down"]))
+            raws.append(core_event(f"{rs_name}.scale", deploy, "ScalingReplicaSet",
+                                   f"Scaled {verb} replica set {rs_name} to 1",
+                                   at=draw(time), component="deployment-controller"))  # fmt: skip
+            for p in range(draw(st.integers(1, 3))):
+                pod_name = f"{rs_name}-p{p}"
+                pod = ref("Pod", pod_name)
+                if draw(st.booleans()):
+                    objects.append(kube_object("Pod", pod_name, rs))
+                raws.append(core_event(f"{pod_name}.create", rs, "SuccessfulCreate",
+                                       f"Created pod: {pod_name}", at=draw(time),
+                                       component="replicaset-controller"))  # fmt: skip
+                for reason in draw(
+                    st.lists(
+                        st.sampled_from(["Pulling", "BackOff", "Started"]), max_size=3, unique=True
+                    )
+                ):
+                    first = draw(time)
+                    counts = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4, unique=True))
+                    for count in counts:  # the states the watch happened to deliver
+                        raws.append(core_event(f"{pod_name}.{reason}", pod, reason, f"{reason} {pod_name}",
+                                               at=first, last=first + 7 * (count - 1), count=count,
+                                               host="node-a", type="Warning" if reason == "BackOff" else "Normal"))  # fmt: skip
+    node = {"kind": "Node", "name": "node-a", "uid": "node-a", "apiVersion": "v1"}
+    for n in range(draw(st.integers(0, 2))):
+        raws.append(
+            core_event(
+                f"node-a.{n}",
+                node,
+                "NodeReady",
+                "Node node-a status is now: NodeReady",
+                at=draw(time),
+            )
+        )
+    states = [parse_event(raw, "test") for raw in raws]
+    parsed = [parse_object(raw, "test") for raw in objects]
+    assert all(isinstance(state, EventState) for state in states)
+    assert all(isinstance(obj, KubeObject) for obj in parsed)
+    return states, parsed  # type: ignore[return-value]
+
+
+def _run(states: list[EventState], objects: list[KubeObject]) -> list:
+    spans, _ = trace_recording(states, objects, RULES)
+    return sorted(spans, key=lambda span: span.span_id)
+
+
+@settings(max_examples=150, deadline=None)
+@given(clusters(), st.randoms(use_true_random=False))
+def test_any_permutation_gives_byte_identical_spans(cluster, rnd) -> None:
+    states, objects = cluster
+    reference = _run(states, objects)
+    shuffled_states, shuffled_objects = list(states), list(objects)
+    rnd.shuffle(shuffled_states)
+    rnd.shuffle(shuffled_objects)
+    assert _run(shuffled_states, shuffled_objects) == reference
+    assert _run(states[::-1], objects[::-1]) == reference
+
+
+@settings(max_examples=150, deadline=None)
+@given(clusters())
+def test_every_occurrence_gives_exactly_one_span_and_ids_are_unique(cluster) -> None:
+    states, objects = cluster
+    spans = _run(states, objects)
+    assert len({span.span_id for span in spans}) == len(spans)
+    highest: dict[str, int] = defaultdict(int)
+    for state in states:
+        highest[state.uid] = max(highest[state.uid], state.count)
+    covered: dict[str, int] = defaultdict(int)
+    for span in spans:
+        if span.kind is SpanKind.EVENT:
+            covered[str(span.attribute("k8s.event.uid"))] += int(
+                span.attribute("eventtrace.occurrences") or 0
+            )
+    assert covered == highest
+
+
+@settings(max_examples=100, deadline=None)
+@given(clusters())
+def test_every_parent_is_in_the_same_trace_and_each_trace_has_one_root(cluster) -> None:
+    states, objects = cluster
+    spans = _run(states, objects)
+    by_id = {span.span_id: span for span in spans}
+    roots: dict[str, int] = defaultdict(int)
+    for span in spans:
+        if span.parent_id is None:
+            roots[span.trace_id] += 1
+            assert span.kind is SpanKind.OBJECT
+        else:
+            assert by_id[span.parent_id].trace_id == span.trace_id
+    assert set(roots.values()) == {1}
+    root_of = {span.trace_id: span for span in spans if span.parent_id is None}
+    for span in spans:
+        root = root_of[span.trace_id]
+        assert root.start_ns <= span.start_ns <= span.end_ns <= root.end_ns
+
+
+@settings(max_examples=100, deadline=None)
+@given(clusters())
+def test_episodes_respect_the_idle_gap(cluster) -> None:
+    """Within a trace, no gap between consecutive occurrence times reaches trace_idle."""
+    states, objects = cluster
+    spans = _run(states, objects)
+    times: dict[str, list[int]] = defaultdict(list)
+    for span in spans:
+        if span.kind is SpanKind.EVENT:
+            times[span.trace_id].append(span.end_ns)
+    for ends in times.values():
+        ends.sort()
+        assert all(b - a < RULES.trace_idle_ns for a, b in pairwise(ends))
+        assert ends[-1] - ends[0] < RULES.trace_max_ns

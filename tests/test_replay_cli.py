@@ -1,0 +1,163 @@
+"""`eventtrace replay` and `demo` as a user runs them: real files, real process, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from helpers import KIND_CAPTURE, core_event, kube_object, ref
+
+
+def eventtrace(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTTRACE_", "OTEL_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "eventtrace", *args],
+        input=stdin, capture_output=True, text=True, timeout=60, env=full_env,
+    )  # fmt: skip
+
+
+def jsonl_spans(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def rollout_events() -> list[dict]:
+    deploy = ref("Deployment", "web", api="apps/v1")
+    rs = ref("ReplicaSet", "web-abc12", api="apps/v1")
+    pod = ref("Pod", "web-abc12-x1y2z")
+    return [
+        core_event("web.1", deploy, "ScalingReplicaSet", "Scaled up replica set web-abc12 to 1", component="deployment-controller"),
+        core_event("web-abc12.1", rs, "SuccessfulCreate", "Created pod: web-abc12-x1y2z", at=1, component="replicaset-controller"),
+        core_event("web-abc12-x1y2z.1", pod, "Pulling", 'Pulling image "nginx"', at=2, host="node-a"),
+        core_event("web-abc12-x1y2z.2", pod, "BackOff", "Back-off restarting failed container", at=3, last=40, count=5, type="Warning"),
+    ]  # fmt: skip
+
+
+def objects_list() -> dict:
+    deploy = ref("Deployment", "web", api="apps/v1")
+    rs = ref("ReplicaSet", "web-abc12", api="apps/v1")
+    return {"apiVersion": "v1", "kind": "List", "items": [
+        kube_object("Deployment", "web", api="apps/v1"),
+        kube_object("ReplicaSet", "web-abc12", deploy, api="apps/v1"),
+        kube_object("Pod", "web-abc12-x1y2z", rs)]}  # fmt: skip
+
+
+def test_demo_shows_the_rollout_and_the_failing_pod_as_trees() -> None:
+    result = eventtrace("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert sum(" trace " in line for line in out.splitlines()) == 2
+    assert "deployment/web" in out and "deployment/api" in out
+    assert "└─ pod/api-6f7d8c9b5-x7k2p  replicaset-controller" in out
+    assert "✗ Failed  Error: ImagePullBackOff" in out
+    assert "BackOff (x2)" in out  # the count jump the watch missed
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_replay_of_the_kind_capture_prints_one_trace_rooted_at_deployment_px() -> None:
+    result = eventtrace("replay", str(KIND_CAPTURE), "--output", "console")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(" trace " in line for line in lines) == 1
+    assert lines[0].startswith("deployment/px  trace ")
+    assert lines[2].split()[2] == "deployment/px"
+    assert "replayed 19 events and 7 objects into 26 spans" in result.stderr
+
+
+@pytest.mark.parametrize("form", ["json-list", "yaml-list", "watch-stream", "jsonl-watch", "stdin"])
+def test_every_recorded_form_gives_the_same_spans(tmp_path: Path, form: str) -> None:
+    events = rollout_events()
+    objects = tmp_path / "objects.json"
+    objects.write_text(json.dumps(objects_list()))
+    if form == "json-list":
+        text = json.dumps({"apiVersion": "v1", "kind": "EventList", "items": events}, indent=2)
+    elif form == "yaml-list":
+        text = yaml.safe_dump({"apiVersion": "v1", "kind": "EventList", "items": events})
+    elif form == "watch-stream":  # kubectl get events -w -o json: pretty objects back to back
+        text = "".join(json.dumps(event, indent=4) + "\n" for event in events)
+    else:
+        text = "".join(json.dumps({"type": "ADDED", "object": event}) + "\n" for event in events)
+    path = tmp_path / "events.txt"
+    path.write_text(text)
+    if form == "stdin":
+        result = eventtrace("replay", "-", str(objects), "--output", "jsonl", stdin=text)
+    else:
+        result = eventtrace("replay", str(path), str(objects), "--output", "jsonl")
+    assert result.returncode == 0, result.stderr
+    spans = jsonl_spans(result.stdout)
+    names = sorted(span["name"] for span in spans)
+    assert names == sorted(["ScalingReplicaSet", "SuccessfulCreate", "Pulling", "BackOff",
+                            "deployment/web", "replicaset/web-abc12", "pod/web-abc12-x1y2z"])  # fmt: skip
+    assert len({span["trace_id"] for span in spans}) == 1
+    backoff = next(span for span in spans if span["name"] == "BackOff")
+    assert backoff["status"] == "ERROR"
+    assert backoff["attributes"]["eventtrace.occurrences"] == 5
+    assert backoff["end_ns"] - backoff["start_ns"] == 37 * 10**9
+
+
+def test_events_alone_still_make_one_tree_from_the_controllers_messages(tmp_path: Path) -> None:
+    """`kubectl get events -o json` has no owner references: the controllers' own
+    messages ("Created pod: NAME") still say who made whom."""
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps({"kind": "EventList", "items": rollout_events()}))
+    result = eventtrace("replay", str(path), "--output", "jsonl")
+    spans = jsonl_spans(result.stdout)
+    assert len({span["trace_id"] for span in spans}) == 1
+    root = next(span for span in spans if span["parent_id"] is None)
+    assert root["name"] == "deployment/web"
+    pod = next(span for span in spans if span["name"] == "pod/web-abc12-x1y2z")
+    assert pod["attributes"]["eventtrace.object.unresolved"] is True
+
+
+def test_a_bad_event_is_reported_and_the_rest_go_on(tmp_path: Path) -> None:
+    events = rollout_events()
+    broken = dict(events[2])
+    broken.pop("involvedObject")
+    lines = [orjson.dumps(event).decode() for event in [events[0], broken, events[1]]]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = eventtrace("replay", str(path), "--output", "jsonl")
+    assert result.returncode == 0
+    assert f"{path}:2: event default/web-abc12-x1y2z.1: involvedObject is missing" in result.stderr
+    assert sorted(span["name"] for span in jsonl_spans(result.stdout) if span["kind"] == "event") == [
+        "ScalingReplicaSet", "SuccessfulCreate"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"kind": "EventList", "items": [\n  {"a": 1},\n  {"b": \n}',
+            ":4: invalid JSON: Expecting value",
+        ),
+        ("kind: EventList\nitems:\n  - a: [1, 2\n", ":3: invalid YAML"),
+        ("[1, 2]\n", ":1: expected a Kubernetes object, got list"),
+    ],
+)
+def test_a_bad_file_says_file_and_line_and_exits_2(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    result = eventtrace("replay", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"eventtrace: {path}{message}" or result.stderr.startswith(
+        f"eventtrace: {path}{message}"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_file_exits_2() -> None:
+    result = eventtrace("replay", "/nonexistent/events.json")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "eventtrace: /nonexistent/events.json: no such file"
