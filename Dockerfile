@@ -1,0 +1,52 @@
+# eventtrace: Kubernetes Events as OpenTelemetry traces.
+#
+#   docker build -t eventtrace:0.1.0 .
+#   docker run --rm eventtrace:0.1.0 demo --output console
+#
+# Two stages: the builder installs the package into a virtualenv exactly as the README
+# does (`pip install .`, no dev extras); the final image gets that virtualenv and
+# nothing else: no pip cache, no sources, no build tools. Every dependency ships
+# manylinux wheels for CPython 3.11 (amd64 and arm64), so the builder needs no compiler.
+# Both stages use the same base, so the venv's python symlink stays valid.
+
+FROM python:3.11.16-slim-bookworm AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+RUN python -m venv /opt/eventtrace
+ENV PATH=/opt/eventtrace/bin:$PATH
+
+WORKDIR /src
+# Only what the package build reads (pyproject names README.md as its readme).
+COPY pyproject.toml README.md ./
+COPY eventtrace ./eventtrace
+RUN pip install .
+
+
+FROM python:3.11.16-slim-bookworm
+
+LABEL org.opencontainers.image.title="eventtrace" \
+      org.opencontainers.image.description="Kubernetes Events as OpenTelemetry traces, exported over OTLP" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# A fixed numeric user, the one the Helm chart's securityContext runs as; no home, no shell.
+RUN groupadd --system --gid 10001 eventtrace \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin eventtrace
+
+COPY --from=builder /opt/eventtrace /opt/eventtrace
+
+ENV PATH=/opt/eventtrace/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    EVENTTRACE_METRICS_ADDR=0.0.0.0:8080
+
+USER 10001:10001
+WORKDIR /tmp
+# /metrics, /healthz, /readyz
+EXPOSE 8080
+
+ENTRYPOINT ["eventtrace"]
+CMD ["run"]
