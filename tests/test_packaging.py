@@ -181,11 +181,6 @@ def test_makefile_installs_the_same_package() -> None:
     assert {re.sub(r"\[.*\]$", "", t) for t in roots if t.startswith(".")} == {"."}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="pyproject.toml package-data lacks demo/*.jsonl: `pip install .` (the image) "
-    "ships no demo recordings; reported, pyproject.toml is not this test's file",
-)
 def test_pip_install_dot_ships_every_data_file() -> None:
     # The image installs a wheel, not the source tree: every non-Python file the package
     # reads must be named in package-data, or it is silently left out.

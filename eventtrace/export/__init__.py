@@ -29,7 +29,9 @@ class SpanSink(Protocol):
     def submit(self, spans: Sequence[Span]) -> None: ...
 
 
-def open_sink(output: str, settings: Settings, metrics: Metrics) -> SpanSink:
+def open_sink(
+    output: str, settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0
+) -> SpanSink:
     """The sink for `--output`. OTLP is imported only when asked for (it loads gRPC)."""
     if output == "console":
         from eventtrace.export.console import ConsoleSink
@@ -41,4 +43,4 @@ def open_sink(output: str, settings: Settings, metrics: Metrics) -> SpanSink:
         return JsonLinesSink()
     from eventtrace.export.otlp import OtlpSink
 
-    return OtlpSink(settings, metrics)
+    return OtlpSink(settings, metrics, shutdown_timeout=shutdown_timeout)

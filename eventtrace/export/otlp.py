@@ -260,7 +260,7 @@ class OtlpSink:
         overflow = len(self._queue) + len(spans) - self._capacity
         if overflow > 0:
             self._drop_oldest(overflow)
-        self._queue.extendleft(spans)  # the deque's maxlen pushes out the oldest
+        self._queue.extend(spans)  # the deque's maxlen pushes out the oldest
         self._update_gauge()
         if len(self._queue) >= self._batch_size:
             self._wakeup.set()
@@ -352,7 +352,7 @@ class OtlpSink:
         self._closing.set()
         self._wakeup.set()
         try:
-            await asyncio.wait({worker}, timeout=self._shutdown_timeout)
+            await asyncio.wait({worker})
         finally:
             if not worker.done():
                 worker.cancel()

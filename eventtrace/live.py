@@ -1,0 +1,285 @@
+"""`eventtrace run`: watch a cluster's events and export them as traces.
+
+The imperative shell around the pure pipeline: watches feed a bounded queue; one pump
+parses, filters and offers events, and releases spans on a short tick, with wall time as
+"now". Every task belongs to one TaskGroup and ends on SIGTERM/SIGINT, after which every
+open episode is closed and flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+from tenacity import wait_exponential_jitter as jittered
+
+from eventtrace.export import SpanSink, open_sink
+from eventtrace.filters import EventFilter
+from eventtrace.health import HealthServer
+from eventtrace.metrics import Metrics
+from eventtrace.model import Rejected
+from eventtrace.pipeline import Pipeline
+from eventtrace.replay import rules_from
+from eventtrace.settings import Settings
+from eventtrace.source.kube import (
+    CORE_EVENTS,
+    EVENTS_V1,
+    TRANSPORT_ERRORS,
+    WORKLOADS,
+    ApiError,
+    KubeApi,
+    KubeConfigError,
+    Resource,
+    load_client,
+)
+from eventtrace.source.parse import message_was_truncated, parse_event
+from eventtrace.source.resolve import Resolver
+from eventtrace.source.watch import Watcher
+
+log = logging.getLogger("eventtrace.run")
+
+TICK_SECONDS = 0.05
+HOUSEKEEPING_SECONDS = 60.0
+SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
+QUEUE_SIZE = 10_000
+BATCH = 2_000
+
+
+class StartupError(Exception):
+    """Cannot start: the message says what and what to do."""
+
+
+class _Shutdown(Exception):
+    pass
+
+
+async def run(settings: Settings, metrics: Metrics) -> int:
+    try:
+        client, source = await load_client(settings.kubeconfig, settings.context)
+    except KubeConfigError as error:
+        print(f"eventtrace: {error}", file=sys.stderr)
+        return 1
+    api = KubeApi(client)
+    try:
+        events = await preflight(api, settings, source)
+        service = LiveService(api, events, settings, metrics)
+        await service.run()
+    except StartupError as error:
+        print(f"eventtrace: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await api.close()
+    return 0
+
+
+async def preflight(api: KubeApi, settings: Settings, source: str) -> Resource:
+    """Reach the API server and list events once, retrying for `startup_timeout`.
+    Chooses events.k8s.io/v1 where the server has it (discovery), else core/v1."""
+
+    async def attempt() -> Resource:
+        events = CORE_EVENTS
+        try:
+            await api.get("/apis/events.k8s.io/v1")
+            events = EVENTS_V1
+        except ApiError as error:
+            if error.status != 404:
+                raise
+        namespace = settings.namespaces[0] if settings.namespaces else None
+        await api.get(events.collection(namespace), {"limit": "1"})
+        return events
+
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(settings.startup_timeout),
+        wait=jittered(initial=0.25, max=5, jitter=0.5),
+        retry=retry_if_exception_type((ApiError, *TRANSPORT_ERRORS)),
+        before_sleep=lambda state: log.info(
+            "API server not usable yet (%s); retrying", state.outcome and state.outcome.exception()
+        ),
+        reraise=True,
+    )
+    try:
+        async for try_ in retrying:
+            with try_:
+                return await attempt()
+    except ApiError as error:
+        raise StartupError(_explain(error, api.server, source)) from None
+    except TRANSPORT_ERRORS as error:
+        raise StartupError(
+            f"cannot reach the Kubernetes API server at {api.server} ({_short(error)}) after "
+            f"{settings.startup_timeout:g}s: check that the cluster is running and the server "
+            f"address in {source}"
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _explain(error: ApiError, server: str, source: str) -> str:
+    if error.status == 401:
+        return (
+            f"the API server at {server} rejected the credentials from {source} (401 "
+            f"Unauthorized): they may have expired; log in again or refresh the token"
+        )
+    if error.status == 403:
+        return (
+            f"not allowed to list events ({error.message}): grant get/list/watch on events in "
+            'API groups "" and events.k8s.io (the Helm chart\'s ClusterRole does)'
+        )
+    return f"the API server at {server} answered {error.status} {error.reason}: {error.message}"
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class LiveService:
+    def __init__(self, api: KubeApi, events: Resource, settings: Settings, metrics: Metrics):
+        self.settings = settings
+        self.metrics = metrics
+        self.pipeline = Pipeline(rules_from(settings), int(settings.resolve_timeout * 1e9))
+        self.resolver = Resolver(api, self.pipeline.index, metrics)
+        self.keep = EventFilter.from_settings(settings)
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        namespaces: list[str | None] = list(settings.namespaces) or [None]
+        timeouts = (settings.watch_timeout, settings.inactivity_timeout)
+        self.event_watchers = [
+            Watcher(api, events, self._on_event, metrics, namespace=ns, timeouts=timeouts)
+            for ns in namespaces
+        ]
+        self.object_watchers = [
+            Watcher(
+                api,
+                resource,
+                self.resolver.watched(resource.kind),
+                metrics,
+                namespace=ns,
+                timeouts=timeouts,
+                retry_forbidden=False,  # one warning, then the chain stops at that kind
+            )
+            for resource in WORKLOADS
+            for ns in (namespaces if resource.namespaced else [None])
+        ]
+        self._reported = (0, 0)
+        self.description = f"{events.label} ({events.api_version}) in " + (
+            ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
+        )
+
+    def not_ready(self) -> str | None:
+        for watcher in self.event_watchers:
+            if not watcher.synced.is_set():
+                return f"{watcher.name}: first list not done"
+            if not watcher.healthy:
+                return f"{watcher.name}: reconnecting to the API server"
+        return None
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or _stop_on_signals()
+        host, port = self.settings.metrics_host_port
+        health = HealthServer(host, port, self.metrics, self.not_ready)
+        try:
+            await health.start()
+        except OSError as error:
+            raise StartupError(
+                f"cannot serve metrics on {self.settings.metrics_addr} ({error.strerror}): "
+                "set EVENTTRACE_METRICS_ADDR or --metrics-addr to a free address"
+            ) from None
+        output = self.settings.output or "otlp"
+        sink = open_sink(
+            output, self.settings, self.metrics, shutdown_timeout=SHUTDOWN_FLUSH_SECONDS
+        )
+        log.info(
+            "watching %s; spans to %s; metrics on http://%s/metrics",
+            self.description,
+            output,
+            self.settings.metrics_addr,
+        )
+        async with sink:
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(health.serve())
+                    for watcher in [*self.event_watchers, *self.object_watchers]:
+                        tasks.create_task(watcher.run())
+                    tasks.create_task(self.resolver.run())
+                    tasks.create_task(self._pump(sink))
+                    await stop.wait()
+                    raise _Shutdown
+            except* _Shutdown:
+                pass
+            self._shutdown(sink)
+
+    def _shutdown(self, sink: SpanSink) -> None:
+        now = time.time_ns()
+        while not self.queue.empty():
+            self._accept(*self.queue.get_nowait(), now)
+        spans = self.pipeline.drain(now)
+        sink.submit(spans)
+        self._report()
+        log.info("stopped: closed every open trace (%d spans flushed)", len(spans))
+
+    async def _on_event(self, kind: str, raw: dict[str, Any]) -> None:
+        await self.queue.put((kind, raw))  # a full queue slows the watch: backpressure
+
+    async def _pump(self, sink: SpanSink) -> None:
+        next_release = 0
+        next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    kind, raw = await self.queue.get()
+                    now = time.time_ns()
+                    self._accept(kind, raw, now)
+                    for _ in range(BATCH):
+                        if self.queue.empty():
+                            break
+                        self._accept(*self.queue.get_nowait(), now)
+            now = time.time_ns()
+            if now >= next_release:
+                spans = self.pipeline.release(now)
+                if spans:
+                    sink.submit(spans)
+                self._report()
+                next_release = now + int(TICK_SECONDS * 1e9)
+            if time.monotonic() >= next_housekeeping:
+                self.pipeline.forget_old_events(now)
+                self.resolver.sweep()
+                next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+
+    def _accept(self, kind: str, raw: dict[str, Any], now: int) -> None:
+        if kind == "DELETED":
+            return  # an event expiring (TTL) is no occurrence
+        state = parse_event(raw, "watch", max_message_bytes=self.settings.max_message_bytes)
+        if isinstance(state, Rejected):
+            log.warning("%s", state)
+            self.metrics.invalid_events.labels(reason=state.category).inc()
+            return
+        self.metrics.events_received.labels(type=state.type).inc()
+        if message_was_truncated(state):
+            self.metrics.invalid_events.labels(reason="message_truncated").inc()
+        excluded_by = self.keep.rejects(state)
+        if excluded_by:
+            self.metrics.events_filtered.labels(filter=excluded_by).inc()
+            return
+        self.resolver.request_chain(state.involved)
+        self.pipeline.offer(state, now)
+
+    def _report(self) -> None:
+        stats = self.pipeline.stats
+        occurrences, stale = self._reported
+        self.metrics.occurrences.inc(stats.occurrences - occurrences)
+        self.metrics.stale_states.inc(stats.stale - stale)
+        self._reported = (stats.occurrences, stats.stale)
+        self.metrics.open_episodes.set(self.pipeline.assembler.open_episodes)
+        self.metrics.pending_events.set(self.pipeline.pending + self.queue.qsize())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop

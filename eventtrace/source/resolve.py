@@ -1,0 +1,202 @@
+"""Owner resolution against the live cluster: keeps the ObjectIndex filled.
+
+The common workload kinds stream in from watches (see `live.py`), deleted ones stay as
+tombstones for a while so late events (Killing, SuccessfulDelete) still resolve. Anything
+else an owner chain needs is fetched with a GET, its resource found through discovery
+(custom resources included), and remembered with a TTL; 404s and 403s are remembered too,
+so a missing object costs one request, not one per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from eventtrace.metrics import Metrics
+from eventtrace.model import KubeObject, ObjectRef, Rejected
+from eventtrace.owners import ObjectIndex
+from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
+from eventtrace.source.parse import parse_object
+
+log = logging.getLogger("eventtrace.resolve")
+
+TOMBSTONE_SECONDS = 3600.0  # events outlive their objects by up to the event TTL (1 h)
+MISSING_SECONDS = 30.0  # a 404 is believed this long (the object may yet be created)
+FETCHED_SECONDS = 600.0  # objects fetched by GET (not watched) are refreshed after this
+
+
+class Resolver:
+    def __init__(
+        self, api: KubeApi, index: ObjectIndex, metrics: Metrics, *, workers: int = 4
+    ) -> None:
+        self.api = api
+        self.index = index
+        self.metrics = metrics
+        self._workers = workers
+        self._queue: asyncio.Queue[ObjectRef] = asyncio.Queue(maxsize=10_000)
+        self._wanted: set[tuple[str, str, str]] = set()
+        self._missing: dict[tuple[str, str, str], float] = {}
+        self._expiring: deque[tuple[float, KubeObject]] = deque()  # tombstones, fetched
+        self._resources: dict[str, dict[str, Resource] | None] = {}
+        self._forbidden_warned: set[str] = set()
+
+    # -- objects streaming in from the workload watches --------------------------------
+
+    async def on_object(self, kind: str, raw: dict[str, Any]) -> None:
+        obj = parse_object(raw, "watch", kind=_kind_of(raw))
+        if isinstance(obj, Rejected):
+            log.warning("%s", obj)
+            self.metrics.invalid_events.labels(reason="object").inc()
+            return
+        self.index.put(obj)
+        if kind == "DELETED":
+            self._expiring.append((time.monotonic() + TOMBSTONE_SECONDS, obj))
+
+    def watched(self, kind_hint: str) -> Any:
+        """A handler that fills in a list item's kind (list items carry none)."""
+
+        async def handle(kind: str, raw: dict[str, Any]) -> None:
+            if not raw.get("kind"):
+                raw["kind"] = kind_hint
+            await self.on_object(kind, raw)
+
+        return handle
+
+    def sweep(self, now: float | None = None) -> int:
+        """Forget tombstones and fetched objects whose time is up."""
+        now = time.monotonic() if now is None else now
+        forgotten = 0
+        while self._expiring and self._expiring[0][0] <= now:
+            self.index.forget(self._expiring.popleft()[1])
+            forgotten += 1
+        for key in [key for key, until in self._missing.items() if until <= now]:
+            del self._missing[key]
+        self.metrics.tracked_objects.set(len(self.index))
+        return forgotten
+
+    # -- GET on demand -------------------------------------------------------------------
+
+    def request_chain(self, ref: ObjectRef) -> None:
+        """Ask for what the chain of `ref` lacks. Never blocks; the workers fetch."""
+        for link in self.index.chain(ref):
+            if link.known is None:
+                self._want(link.ref)
+
+    def _want(self, ref: ObjectRef) -> None:
+        key = ref.key
+        if key in self._wanted or self._missing.get(key, 0) > time.monotonic():
+            return
+        try:
+            self._queue.put_nowait(ref)
+        except asyncio.QueueFull:
+            self.metrics.owner_lookups.labels(result="queue_full").inc()
+            return
+        self._wanted.add(key)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(self._workers):
+                workers.create_task(self._work())
+
+    async def _work(self) -> None:
+        while True:
+            ref = await self._queue.get()
+            try:
+                await self._fetch_chain(ref)
+            finally:
+                self._wanted.discard(ref.key)
+
+    async def _fetch_chain(self, ref: ObjectRef | None) -> None:
+        seen: set[tuple[str, str, str]] = set()
+        while ref is not None and ref.key not in seen:
+            seen.add(ref.key)
+            known = self.index.find(ref)
+            if known is None:
+                known = await self._fetch(ref)
+            ref = known.controller if known is not None else self.index.hinted_owner(ref)
+
+    async def _fetch(self, ref: ObjectRef) -> KubeObject | None:
+        if self._missing.get(ref.key, 0) > time.monotonic():
+            return None
+        resource = await self._resource_for(ref)
+        if resource is None:
+            self._remember_missing(ref)
+            return None
+        try:
+            raw = await self.api.get(resource.item(ref.namespace, ref.name))
+        except ApiError as error:
+            self._failed(ref, resource, error)
+            return None
+        except TRANSPORT_ERRORS as error:
+            self.metrics.owner_lookups.labels(result="error").inc()
+            log.debug("GET %s/%s failed: %s", resource.label, ref.name, error)
+            return None
+        obj = parse_object(raw, "get", kind=resource.kind)
+        if isinstance(obj, Rejected):
+            self.metrics.owner_lookups.labels(result="error").inc()
+            return None
+        self.metrics.owner_lookups.labels(result="get").inc()
+        self.index.put(obj)
+        self._expiring.append((time.monotonic() + FETCHED_SECONDS, obj))
+        return obj
+
+    def _failed(self, ref: ObjectRef, resource: Resource, error: ApiError) -> None:
+        if error.status == 404:
+            self.metrics.owner_lookups.labels(result="not_found").inc()
+            self._remember_missing(ref)
+        elif error.status == 403:
+            self.metrics.owner_lookups.labels(result="forbidden").inc()
+            self._remember_missing(ref, seconds=FETCHED_SECONDS)
+            if resource.label not in self._forbidden_warned:
+                self._forbidden_warned.add(resource.label)
+                group = resource.group or '""'
+                log.warning(
+                    "not allowed to get %s (%s); owner chains stop at %s objects. Grant get on "
+                    "%s in API group %s (Helm: clusterRole.extraRules)",
+                    resource.label,
+                    error.message,
+                    resource.kind,
+                    resource.plural,
+                    group,
+                )
+        else:
+            self.metrics.owner_lookups.labels(result="error").inc()
+            log.debug("GET %s/%s: %s", resource.label, ref.name, error)
+
+    def _remember_missing(self, ref: ObjectRef, seconds: float = MISSING_SECONDS) -> None:
+        self._missing[ref.key] = time.monotonic() + seconds
+
+    async def _resource_for(self, ref: ObjectRef) -> Resource | None:
+        """Discovery: which resource (plural) serves this kind in this group/version."""
+        api_version = ref.api_version or "v1"
+        if api_version not in self._resources:
+            path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+            try:
+                listing = await self.api.get(path)
+            except (ApiError, *TRANSPORT_ERRORS) as error:
+                log.debug("discovery of %s failed: %s", api_version, error)
+                if isinstance(error, ApiError) and error.status == 404:
+                    self._resources[api_version] = None
+                return None
+            self._resources[api_version] = _resources_in(api_version, listing)
+        kinds = self._resources[api_version]
+        return kinds.get(ref.kind) if kinds else None
+
+
+def _resources_in(api_version: str, listing: Any) -> dict[str, Resource]:
+    group, _, version = api_version.rpartition("/")
+    found: dict[str, Resource] = {}
+    for item in (listing or {}).get("resources") or []:
+        name = str(item.get("name") or "")
+        kind = str(item.get("kind") or "")
+        if not name or "/" in name or not kind:
+            continue  # subresources like pods/log
+        found.setdefault(kind, Resource(group, version, name, kind, bool(item.get("namespaced"))))
+    return found
+
+
+def _kind_of(raw: dict[str, Any]) -> str:
+    return str(raw.get("kind") or "")

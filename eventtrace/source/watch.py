@@ -1,0 +1,207 @@
+"""The watch loop, after kopf's: list, then watch from the list's resourceVersion; on a
+clean end or a dropped stream reconnect from the last resourceVersion seen; on 410
+re-list. Transient failures back off with jitter, and honour Retry-After.
+
+Event watches get no periodic bookmarks (the API server's watch cache is off for events),
+so a quiet stream is normal: only a stream silent past `inactivity_timeout` is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from eventtrace.metrics import Metrics
+from eventtrace.source.kube import (
+    TRANSPORT_ERRORS,
+    ApiError,
+    Expired,
+    KubeApi,
+    Resource,
+    StreamStalled,
+    error_from_status,
+)
+
+log = logging.getLogger("eventtrace.watch")
+
+# (watch type, object): "ADDED" for list items and synthetic adds, then MODIFIED/DELETED.
+Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+PAGE_SIZE = 500
+_backoff = wait_exponential_jitter(initial=0.25, max=30, jitter=1)
+
+
+class Forbidden(Exception):
+    """RBAC does not allow this watch; the caller decides whether that is fatal."""
+
+
+class Watcher:
+    """Keeps one resource (in one namespace, or all) flowing into a handler, forever."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        resource: Resource,
+        handler: Handler,
+        metrics: Metrics,
+        *,
+        namespace: str | None = None,
+        timeouts: tuple[float, float] = (300, 900),
+        retry_forbidden: bool = True,
+    ) -> None:
+        self.api = api
+        self.resource = resource
+        self.handler = handler
+        self.metrics = metrics
+        self.namespace = namespace
+        # timeoutSeconds asked of the server; how long a silent stream is believed.
+        self.watch_timeout, self.inactivity_timeout = timeouts
+        self.retry_forbidden = retry_forbidden
+        self.synced = asyncio.Event()  # the first list is in
+        self.healthy = False  # false while retrying
+        self.resource_version = ""
+        self.lists = 0
+        self._flowed = False
+
+    @property
+    def name(self) -> str:
+        scope = f" in {self.namespace}" if self.namespace else ""
+        return f"{self.resource.label}{scope}"
+
+    async def run(self) -> None:
+        """Returns only if RBAC forbids the resource and `retry_forbidden` is off."""
+        try:
+            while True:
+                await self._retrying(self._list)
+                while True:
+                    try:
+                        await self._retrying(self._watch)
+                    except Expired as error:
+                        log.info("%s: %s; listing again", self.name, error.message or "expired")
+                        self._restarted("expired")
+                        break
+        except Forbidden as error:
+            log.warning("%s", error)
+            self.healthy = False
+
+    async def _list(self) -> None:
+        path = self.resource.collection(self.namespace)
+        query = {"limit": str(PAGE_SIZE)}
+        while True:
+            page = await self.api.get(path, query)
+            # Page by page, to bound memory. An expired continue token restarts the list;
+            # items seen twice are harmless (objects are replaced, event counts deduplicated).
+            for item in page.get("items") or []:
+                await self.handler("ADDED", item)
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                break
+            query = {"limit": str(PAGE_SIZE), "continue": str(meta["continue"])}
+        self.resource_version = str(meta.get("resourceVersion") or "")
+        self.lists += 1
+        self.healthy = True
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        """One watch request. A clean end (timeoutSeconds) or a drop after data had flowed
+        reconnects at once; failures before any data back off."""
+        self._flowed = False
+        try:
+            await self._stream()
+            reason = "timeout"
+        except (StreamStalled, *TRANSPORT_ERRORS) as error:
+            if not self._flowed:
+                raise
+            log.info("%s: stream ended (%s); reconnecting", self.name, _describe(error))
+            reason = "drop"
+        self._restarted(reason)
+
+    async def _stream(self) -> None:
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(int(self.watch_timeout)),
+        }
+        if self.resource_version:
+            query["resourceVersion"] = self.resource_version
+        lines = self.api.stream(
+            self.resource.collection(self.namespace),
+            query,
+            inactivity=self.inactivity_timeout,
+            deadline=self.watch_timeout + 60,
+        )
+        async for line in lines:
+            self.healthy = True
+            if not line:
+                continue  # accepted; a quiet event stream is normal
+            self._flowed = True
+            frame = orjson.loads(line)
+            kind, obj = frame.get("type"), frame.get("object")
+            if kind == "ERROR":
+                raise error_from_status(obj)
+            version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+            if kind != "BOOKMARK" and isinstance(obj, dict):
+                await self.handler(str(kind), obj)
+            if version:
+                self.resource_version = str(version)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(self._should_retry),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                try:
+                    await attempt()
+                except ApiError as error:
+                    if error.status == 403 and not self.retry_forbidden:
+                        raise Forbidden(self._forbidden_message(error)) from None
+                    raise
+
+    def _should_retry(self, error: BaseException) -> bool:
+        if isinstance(error, Expired):
+            return False
+        retryable = (ApiError, StreamStalled, orjson.JSONDecodeError, *TRANSPORT_ERRORS)
+        return isinstance(error, retryable)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ApiError) and error.retry_after is not None:
+            return error.retry_after
+        return float(_backoff(state))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.healthy = False
+        reason = "drop" if isinstance(error, StreamStalled | TRANSPORT_ERRORS) else "error"
+        self._restarted(reason)
+        wait = state.upcoming_sleep
+        log.warning("%s: %s; retrying in %.1fs", self.name, _describe(error), wait)
+
+    def _restarted(self, reason: str) -> None:
+        self.metrics.watch_restarts.labels(resource=self.resource.label, reason=reason).inc()
+
+    def _forbidden_message(self, error: ApiError) -> str:
+        group = self.resource.group or '""'
+        return (
+            f"not allowed to list/watch {self.resource.label} ({error.message}); owner chains "
+            f"stop at {self.resource.kind} objects. Grant get/list/watch on {self.resource.plural} "
+            f"in API group {group} (Helm: clusterRole.extraRules)"
+        )
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "failed"
+    if isinstance(error, ApiError):
+        return str(error)
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
