@@ -296,7 +296,8 @@ class OtlpSink:
 
     async def _deliver(self, batch: list[Span]) -> None:
         """Send one batch, retrying with backoff until it is accepted (or we are cancelled)."""
-        readable = [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
+        # Converting 512 spans takes milliseconds: off the event loop, like the export.
+        readable = await asyncio.to_thread(self._convert, batch)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ExportFailed),
             wait=self._backoff,
@@ -304,6 +305,9 @@ class OtlpSink:
             before_sleep=self._on_retry,
         )
         await retrying(self._export_once, readable)
+
+    def _convert(self, batch: list[Span]) -> list[ReadableSpan]:
+        return [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
 
     async def _export_once(self, readable: list[ReadableSpan]) -> None:
         # Shielded: if the deadline cancels us mid-export, __aexit__ still learns the outcome.
@@ -352,7 +356,7 @@ class OtlpSink:
         self._closing.set()
         self._wakeup.set()
         try:
-            await asyncio.wait({worker})
+            await asyncio.wait({worker}, timeout=self._shutdown_timeout)
         finally:
             if not worker.done():
                 worker.cancel()
