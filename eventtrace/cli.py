@@ -64,7 +64,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags; None means "not given", so env and file still count."""
     names = [
         "cluster_name", "output", "otlp_endpoint", "otlp_protocol", "log_level", "trace_idle",
-        "trace_max", "resolve_timeout", "kubeconfig", "context", "namespaces", "metrics_addr",
+        "trace_max", "resolve_timeout", "startup_timeout", "kubeconfig", "context", "namespaces",
+        "metrics_addr",
         "include_types", "exclude_types", "include_reasons", "exclude_reasons",
         "include_kinds", "exclude_kinds", "exclude_namespaces",
     ]  # fmt: skip
@@ -123,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         "--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config, in-cluster"
     )
     run.add_argument("--context", help="kubeconfig context (default: current)")
+    run.add_argument(
+        "--startup-timeout", metavar="DURATION", help="keep trying the API server this long (30s)"
+    )
     run.add_argument(
         "--metrics-addr", metavar="HOST:PORT", help="/metrics, /healthz, /readyz (127.0.0.1:8080)"
     )

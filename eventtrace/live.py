@@ -160,6 +160,7 @@ class LiveService:
                 namespace=ns,
                 timeouts=timeouts,
                 retry_forbidden=False,  # one warning, then the chain stops at that kind
+                on_forbidden=self.resolver.forbidden,
             )
             for resource in WORKLOADS
             for ns in (namespaces if resource.namespaced else [None])

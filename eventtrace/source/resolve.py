@@ -41,7 +41,7 @@ class Resolver:
         self._missing: dict[tuple[str, str, str], float] = {}
         self._expiring: deque[tuple[float, KubeObject]] = deque()  # tombstones, fetched
         self._resources: dict[str, dict[str, Resource] | None] = {}
-        self._forbidden_warned: set[str] = set()
+        self._forbidden: set[str] = set()  # resources RBAC keeps us from reading
 
     # -- objects streaming in from the workload watches --------------------------------
 
@@ -85,6 +85,12 @@ class Resolver:
             if link.known is None:
                 self._want(link.ref)
 
+    def forbidden(self, resource: Resource, message: str) -> None:
+        """RBAC refuses this resource: say so once; chains stop at its objects."""
+        if resource.label not in self._forbidden:
+            self._forbidden.add(resource.label)
+            log.warning("%s", message)
+
     def _want(self, ref: ObjectRef) -> None:
         key = ref.key
         if key in self._wanted or self._missing.get(key, 0) > time.monotonic():
@@ -122,7 +128,7 @@ class Resolver:
         if self._missing.get(ref.key, 0) > time.monotonic():
             return None
         resource = await self._resource_for(ref)
-        if resource is None:
+        if resource is None or resource.label in self._forbidden:
             self._remember_missing(ref)
             return None
         try:
@@ -149,19 +155,13 @@ class Resolver:
             self._remember_missing(ref)
         elif error.status == 403:
             self.metrics.owner_lookups.labels(result="forbidden").inc()
-            self._remember_missing(ref, seconds=FETCHED_SECONDS)
-            if resource.label not in self._forbidden_warned:
-                self._forbidden_warned.add(resource.label)
-                group = resource.group or '""'
-                log.warning(
-                    "not allowed to get %s (%s); owner chains stop at %s objects. Grant get on "
-                    "%s in API group %s (Helm: clusterRole.extraRules)",
-                    resource.label,
-                    error.message,
-                    resource.kind,
-                    resource.plural,
-                    group,
-                )
+            group = resource.group or '""'
+            self.forbidden(
+                resource,
+                f"not allowed to get {resource.label} ({error.message}); owner chains stop at "
+                f"{resource.kind} objects. Grant get on {resource.plural} in API group {group} "
+                "(Helm: clusterRole.extraRules)",
+            )
         else:
             self.metrics.owner_lookups.labels(result="error").inc()
             log.debug("GET %s/%s: %s", resource.label, ref.name, error)

@@ -53,6 +53,7 @@ class Watcher:
         namespace: str | None = None,
         timeouts: tuple[float, float] = (300, 900),
         retry_forbidden: bool = True,
+        on_forbidden: Callable[[Resource, str], None] | None = None,
     ) -> None:
         self.api = api
         self.resource = resource
@@ -62,6 +63,7 @@ class Watcher:
         # timeoutSeconds asked of the server; how long a silent stream is believed.
         self.watch_timeout, self.inactivity_timeout = timeouts
         self.retry_forbidden = retry_forbidden
+        self.on_forbidden = on_forbidden
         self.synced = asyncio.Event()  # the first list is in
         self.healthy = False  # false while retrying
         self.resource_version = ""
@@ -86,8 +88,11 @@ class Watcher:
                         self._restarted("expired")
                         break
         except Forbidden as error:
-            log.warning("%s", error)
             self.healthy = False
+            if self.on_forbidden is not None:
+                self.on_forbidden(self.resource, str(error))
+            else:
+                log.warning("%s", error)
 
     async def _list(self) -> None:
         path = self.resource.collection(self.namespace)
@@ -181,7 +186,7 @@ class Watcher:
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         self.healthy = False
-        reason = "drop" if isinstance(error, StreamStalled | TRANSPORT_ERRORS) else "error"
+        reason = "drop" if isinstance(error, (StreamStalled, *TRANSPORT_ERRORS)) else "error"
         self._restarted(reason)
         wait = state.upcoming_sleep
         log.warning("%s: %s; retrying in %.1fs", self.name, _describe(error), wait)

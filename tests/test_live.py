@@ -1,0 +1,600 @@
+"""`eventtrace run` end to end: the real process, the real kubernetes-asyncio client through
+a kubeconfig, the test API server speaking the list/watch protocol over HTTPS, and the OTLP
+receiver decoding the protobuf the exporter sent. Every scenario checks that each
+occurrence arrives exactly once and that the trees are as DESIGN §1 says."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.apiserver import ApiServer, make_event, object_reference, unreachable_url
+from support.otlp_receiver import OtlpReceiver, ReceivedSpan
+
+NS = "default"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Live:
+    """A running `eventtrace run` process and what it wrote."""
+
+    process: asyncio.subprocess.Process
+    receiver: OtlpReceiver
+    metrics_port: int
+    stderr: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    async def stop(self, within: float = 10.0) -> tuple[int, float]:
+        """SIGTERM, as Kubernetes stops a pod; returns the exit code and how long it took."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), within)
+        if self.reader is not None:
+            await asyncio.wait_for(self.reader, 5)
+        return code, time.monotonic() - started
+
+    async def get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status, await response.text()
+
+    async def wait_ready(self, within: float = 15.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                if (await self.get("/readyz"))[0] == 200:
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"not ready after {within}s:\n" + "\n".join(self.stderr))
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` whose labels include `labels`."""
+        _, text = await self.get("/metrics")
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+    def log(self) -> str:
+        return "\n".join(self.stderr)
+
+
+@pytest.fixture
+async def start_run(
+    apiserver: ApiServer, otlp_receiver: OtlpReceiver
+) -> AsyncIterator[Callable[..., Awaitable[Live]]]:
+    started: list[Live] = []
+
+    async def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Live:
+        port = free_port()
+        command = [
+            sys.executable, "-m", "eventtrace", "run",
+            "--kubeconfig", str(apiserver.kubeconfig),
+            "--otlp-endpoint", otlp_receiver.grpc_endpoint,
+            "--metrics-addr", f"127.0.0.1:{port}",
+            "--resolve-timeout", "0.3s",
+            "--cluster-name", "test",
+            *args,
+        ]  # fmt: skip
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("EVENTTRACE_", "OTEL_", "KUBECONFIG"))
+        }
+        environment.update({"OTEL_EXPORTER_OTLP_INSECURE": "true", **(env or {})})
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            env=environment,
+        )
+        live = Live(process, otlp_receiver, port)
+        live.reader = asyncio.create_task(_collect(process, live.stderr))
+        started.append(live)
+        if ready:
+            await live.wait_ready()
+        return live
+
+    yield start
+    for live in started:
+        if live.process.returncode is None:
+            live.process.kill()
+            await live.process.wait()
+        if live.reader is not None:
+            live.reader.cancel()
+
+
+async def _collect(process: asyncio.subprocess.Process, lines: list[str]) -> None:
+    assert process.stderr is not None
+    async for line in process.stderr:
+        lines.append(line.decode().rstrip())
+
+
+# ---- cluster objects -------------------------------------------------------------------
+
+
+def owned_by(owner: dict[str, Any]) -> list[dict[str, Any]]:
+    meta = owner["metadata"]
+    return [{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+             "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+
+
+def deployment(name: str, manager: str = "kubectl-client-side-apply") -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS, "managedFields": [
+                {"manager": manager, "operation": "Update", "apiVersion": "apps/v1",
+                 "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+            "spec": {"replicas": 1}}  # fmt: skip
+
+
+def replicaset(name: str, owner: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": NS, "ownerReferences": owned_by(owner)}}  # fmt: skip
+
+
+def pod(name: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": NS}
+    if owner is not None:
+        meta["ownerReferences"] = owned_by(owner)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
+
+
+def scaled(api: ApiServer, deploy: dict[str, Any], rs_name: str) -> dict[str, Any]:
+    return api.create(make_event("ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to 1",
+                                 object_reference(deploy), component="deployment-controller"))  # fmt: skip
+
+
+def created(api: ApiServer, rs: dict[str, Any], pod_name: str) -> dict[str, Any]:
+    return api.create(make_event("SuccessfulCreate", f"Created pod: {pod_name}", object_reference(rs),
+                                 component="replicaset-controller"))  # fmt: skip
+
+
+def kubelet(
+    api: ApiServer, target: dict[str, Any], reason: str, message: str, **kw: Any
+) -> dict[str, Any]:
+    return api.create(make_event(reason, message, object_reference(target, "spec.containers{app}"),
+                                 component="kubelet", host="node-a", **kw))  # fmt: skip
+
+
+# ---- what arrived ------------------------------------------------------------------------
+
+
+def by_name(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    found = by_name(spans, name)
+    assert len(found) == 1, f"{len(found)} spans named {name}: {[s.name for s in spans]}"
+    return found[0]
+
+
+def parent_of(spans: list[ReceivedSpan], span: ReceivedSpan) -> ReceivedSpan | None:
+    return next((s for s in spans if s.span_id == span.parent_id), None)
+
+
+def assert_exactly_once(spans: list[ReceivedSpan], expected_occurrences: dict[str, int]) -> None:
+    """No span twice; per event uid, the spans' occurrences add up to the event's count."""
+    ids = Counter(span.span_id for span in spans)
+    assert [i for i, n in ids.items() if n > 1] == []
+    covered: dict[str, int] = defaultdict(int)
+    for span in spans:
+        if "k8s.event.uid" in span.attributes:
+            covered[span.attributes["k8s.event.uid"]] += span.attributes["eventtrace.occurrences"]
+    assert dict(covered) == expected_occurrences
+
+
+def uid(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["uid"])
+
+
+async def settle(live: Live, count: int, within: float = 15.0) -> list[ReceivedSpan]:
+    """Wait for `count` spans; on failure show what eventtrace logged."""
+    try:
+        return await live.receiver.wait_for_spans(count, within=within)
+    except AssertionError as error:
+        raise AssertionError(
+            f"{error}; got {[s.name for s in live.receiver.spans]}\n{live.log()}"
+        ) from None
+
+
+# ---- scenarios -----------------------------------------------------------------------------
+
+
+async def test_a_rollout_created_live_with_objects_after_their_events(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    live = await start_run()
+    deploy = api.create(deployment("web"))
+    scale = scaled(api, deploy, "web-5d8b")  # the event comes before the ReplicaSet exists
+    await asyncio.sleep(0.1)
+    rs = api.create(replicaset("web-5d8b", deploy))
+    create = created(api, rs, "web-5d8b-x1")
+    the_pod = api.create(pod("web-5d8b-x1", rs))
+    sched = api.create(make_event("Scheduled", "Successfully assigned default/web-5d8b-x1 to node-a",
+                                  object_reference(the_pod), component="default-scheduler",
+                                  new_api=True, action="Binding", host="cp"))  # fmt: skip
+    pulling = kubelet(api, the_pod, "Pulling", 'Pulling image "nginx"')
+    await settle(live, 4)
+    code, took = await live.stop()
+    assert code == 0 and took < 10
+    spans = live.receiver.spans
+    assert len(spans) == 7, [s.name for s in spans]
+    assert len({s.trace_id for s in spans}) == 1
+    root = one(spans, "deployment/web")
+    assert root.parent_id is None
+    assert root.resource["service.name"] == "kubectl-client-side-apply"
+    assert root.resource["k8s.cluster.name"] == "test"
+    rs_span = one(spans, "replicaset/web-5d8b")
+    assert parent_of(spans, rs_span) == one(spans, "ScalingReplicaSet")
+    assert rs_span.resource["service.name"] == "deployment-controller"
+    pod_span = one(spans, "pod/web-5d8b-x1")
+    assert parent_of(spans, pod_span) == one(spans, "SuccessfulCreate")
+    assert pod_span.attributes["k8s.pod.uid"] == uid(the_pod)
+    for name in ("Scheduled", "Pulling"):
+        assert parent_of(spans, one(spans, name)) == pod_span
+    assert one(spans, "Scheduled").resource["service.name"] == "default-scheduler"
+    pulling_span = one(spans, "Pulling")
+    assert pulling_span.resource["service.name"] == "kubelet"
+    assert pulling_span.attributes["k8s.node.name"] == "node-a"
+    assert pulling_span.attributes["k8s.object.fieldpath"] == "spec.containers{app}"
+    assert_exactly_once(spans, {uid(e): 1 for e in (scale, create, sched, pulling)})
+
+
+async def test_count_bumps_arriving_as_modified_become_one_span_each(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("crashy"))
+    backoff = kubelet(
+        api, the_pod, "BackOff", "Back-off restarting failed container", type="Warning"
+    )
+    live = await start_run()
+    await settle(live, 1)
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+        api.repeat_event(backoff)
+    await settle(live, 4)
+    assert await live.metric("eventtrace_occurrences_total") == 4
+    assert (await live.stop())[0] == 0
+    spans = by_name(live.receiver.spans, "BackOff")
+    assert sorted(s.attributes["k8s.event.count"] for s in spans) == [1, 2, 3, 4]
+    assert all(s.status_code == "ERROR" for s in spans)
+    assert spans[0].status_message == "Back-off restarting failed container"
+    assert_exactly_once(live.receiver.spans, {uid(backoff): 4})
+
+
+async def test_a_dropped_stream_reconnects_from_the_last_version(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    first = kubelet(api, the_pod, "Pulling", "one")
+    live = await start_run()
+    await settle(live, 1)
+    restarts_before = await live.metric("eventtrace_watch_restarts_total")
+    assert api.drop_watches("events") >= 1
+    second = kubelet(api, the_pod, "Pulled", "two")
+    api.repeat_event(first)
+    await settle(live, 3)
+    assert await live.metric("eventtrace_watch_restarts_total") > restarts_before
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(first): 2, uid(second): 1})
+    watches = api.requests.matching(resource="events", verb="watch")
+    assert any(r.query.get("resourceVersion") for r in watches[1:])
+
+
+async def test_410_mid_watch_relists_and_keeps_events_from_the_gap(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    before = kubelet(api, the_pod, "Pulling", "before the gap")
+    live = await start_run()
+    await settle(live, 1)
+    lists_before = len(api.requests.matching(resource="events", verb="list"))
+    api.faults.expire_watch("events")
+    api.drop_watches("events")  # the reconnect gets ERROR 410 Expired in the stream
+    during = kubelet(api, the_pod, "Pulled", "in the gap")
+    api.repeat_event(before)
+    await settle(live, 3)
+    assert len(api.requests.matching(resource="events", verb="list")) > lists_before
+    assert (
+        await live.metric(
+            "eventtrace_watch_restarts_total", resource="events.events.k8s.io", reason="expired"
+        )
+        >= 1
+    )
+    assert (await live.stop())[0] == 0
+    # The re-list brings `before` (count 2) and `during` again: nothing is exported twice.
+    assert_exactly_once(live.receiver.spans, {uid(before): 2, uid(during): 1})
+
+
+async def test_api_500s_and_429s_are_retried_honouring_retry_after(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    first = kubelet(api, the_pod, "Pulling", "one")
+    api.faults.fail(500, resource="events", verbs="list", times=2)
+    live = await start_run()
+    await settle(live, 1)
+    api.faults.throttle(resource="events", verbs="watch", times=1, retry_after=1)
+    api.drop_watches("events")
+    later = kubelet(api, the_pod, "Pulled", "two")
+    await settle(live, 2)
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(first): 1, uid(later): 1})
+    watches = api.requests.matching(resource="events", verb="watch")
+    throttled = next(i for i, r in enumerate(watches) if r.status == 429)
+    assert watches[throttled + 1].time - watches[throttled].time >= 0.95
+    assert "429" in live.log() and "retrying" in live.log()
+
+
+async def test_403_on_deployments_warns_once_and_the_chain_ends_at_the_owner_ref(
+    apiserver, start_run
+) -> None:
+    api: ApiServer = apiserver
+    api.faults.forbid("deployments")
+    deploy = api.create(deployment("web"))
+    rs = api.create(replicaset("web-5d8b", deploy))
+    live = await start_run()
+    event = created(api, rs, "web-5d8b-x1")
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    spans = live.receiver.spans
+    root = one(spans, "deployment/web")
+    assert root.parent_id is None
+    assert root.attributes["eventtrace.object.unresolved"] is True
+    assert root.attributes["k8s.deployment.uid"] == uid(deploy)  # known from the ownerReference
+    assert parent_of(spans, one(spans, "replicaset/web-5d8b")) == root
+    warnings = [line for line in live.stderr if "deployments.apps" in line and "WARNING" in line]
+    assert len(warnings) == 1, live.log()
+    assert "Grant get/list/watch on deployments in API group apps" in warnings[0]
+    assert_exactly_once(spans, {uid(event): 1})
+
+
+async def test_a_deleted_replicaset_still_resolves_from_its_tombstone(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    deploy = api.create(deployment("web"))
+    rs = api.create(replicaset("web-old", deploy))
+    live = await start_run()
+    api.delete(rs)
+    await asyncio.sleep(0.3)
+    event = api.create(make_event("SuccessfulDelete", "Deleted pod: web-old-x1", object_reference(rs),
+                                  component="replicaset-controller"))  # fmt: skip
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    spans = live.receiver.spans
+    rs_span = one(spans, "replicaset/web-old")
+    assert "eventtrace.object.unresolved" not in rs_span.attributes
+    assert parent_of(spans, rs_span) == one(spans, "deployment/web")
+    assert_exactly_once(spans, {uid(event): 1})
+
+
+async def test_an_owner_reference_cycle_is_cut(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    api.register_custom_resource("example.com", "v1", "Widget", "widgets")
+    a = api.create(
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "a", "namespace": NS},
+        }
+    )
+    b = api.create({"apiVersion": "example.com/v1", "kind": "Widget",
+                    "metadata": {"name": "b", "namespace": NS, "ownerReferences": owned_by(a)}})  # fmt: skip
+    a["metadata"]["ownerReferences"] = owned_by(b)
+    a = api.update(a)
+    live = await start_run()
+    event = api.create(
+        make_event("Synced", "widget a synced", object_reference(a), component="widget-controller")
+    )
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    spans = live.receiver.spans
+    assert sorted(s.name for s in spans) == ["Synced", "widget/a", "widget/b"]
+    assert one(spans, "widget/b").parent_id is None
+    assert_exactly_once(spans, {uid(event): 1})
+
+
+async def test_node_events_with_the_name_as_uid_share_one_node_span(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    node = api.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}})
+    live = await start_run()
+    by_kubelet = {"kind": "Node", "apiVersion": "v1", "name": "node-a", "uid": "node-a"}
+    starting = api.create(make_event("Starting", "Starting kubelet.", by_kubelet, component="kubelet",
+                                     host="node-a", namespace="default"))  # fmt: skip
+    registered = api.create(make_event("RegisteredNode", "Node node-a event: Registered Node node-a in Controller",
+                                       object_reference(node), component="node-controller",
+                                       namespace="default"))  # fmt: skip
+    await settle(live, 2)
+    assert (await live.stop())[0] == 0
+    spans = live.receiver.spans
+    node_span = one(spans, "node/node-a")
+    assert node_span.attributes["k8s.node.uid"] == uid(node)
+    assert "k8s.namespace.name" not in node_span.attributes
+    assert {
+        parent_of(spans, s).name
+        for s in by_name(spans, "Starting") + by_name(spans, "RegisteredNode")
+    } == {"node/node-a"}
+    assert_exactly_once(spans, {uid(starting): 1, uid(registered): 1})
+
+
+async def test_a_custom_resource_owner_is_found_through_discovery(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    api.register_custom_resource("example.com", "v1", "Widget", "widgets")
+    widget = api.create(
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "shop", "namespace": NS},
+        }
+    )
+    the_pod = api.create(pod("shop-runner", widget))
+    live = await start_run()
+    event = kubelet(api, the_pod, "Started", "Started container app")
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    spans = live.receiver.spans
+    root = one(spans, "widget/shop")
+    assert root.parent_id is None and root.attributes["k8s.object.api_version"] == "example.com/v1"
+    assert parent_of(spans, one(spans, "pod/shop-runner")) == root
+    assert [r.path for r in api.requests.matching(resource="widgets", verb="get")] == [
+        "/apis/example.com/v1/namespaces/default/widgets/shop"
+    ]
+    assert_exactly_once(spans, {uid(event): 1})
+
+
+# ---- operating it ----------------------------------------------------------------------------
+
+
+async def test_metrics_health_and_readiness(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    kubelet(api, the_pod, "Pulling", "one", type="Warning")
+    live = await start_run()
+    await settle(live, 1)
+    assert await live.get("/healthz") == (200, "ok\n")
+    assert (await live.get("/readyz"))[0] == 200
+    assert await live.metric("eventtrace_events_received_total", type="Warning") == 1
+    assert await live.metric("eventtrace_occurrences_total") == 1
+    assert await live.metric("eventtrace_spans_exported_total", kind="event") == 1
+    assert await live.metric("eventtrace_open_episodes") == 1
+    _, text = await live.get("/metrics")
+    assert "eventtrace_export_lag_seconds_bucket" in text
+    # API trouble after the first list: not ready meanwhile, and the process stays up.
+    api.faults.fail(503, resource="events", times=None)
+    api.drop_watches("events")
+    for _ in range(100):
+        if (await live.get("/readyz"))[0] == 503:
+            break
+        await asyncio.sleep(0.05)
+    assert (await live.get("/readyz"))[0] == 503
+    api.faults.clear()
+    await live.wait_ready()
+    assert live.process.returncode is None
+    assert (await live.stop())[0] == 0
+
+
+async def test_sigterm_closes_open_traces_and_exits_0_within_10s(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    live = await start_run("--trace-idle", "10m")
+    kubelet(api, the_pod, "Pulling", "one")
+    await settle(live, 1)
+    assert [s.name for s in live.receiver.spans] == ["Pulling"]  # the object span waits
+    code, took = await live.stop()
+    assert code == 0 and took < 10
+    assert sorted(s.name for s in live.receiver.spans) == ["Pulling", "pod/p1"]
+    assert "closed every open trace" in live.log()
+
+
+async def test_filters_leave_events_out_and_count_them(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    live = await start_run(
+        "--exclude-reasons", "Pulled", env={"EVENTTRACE_INCLUDE_TYPES": "Warning,Normal"}
+    )
+    kubelet(api, the_pod, "Pulled", "filtered")
+    kept = kubelet(api, the_pod, "Started", "kept")
+    await settle(live, 1)
+    assert await live.metric("eventtrace_events_filtered_total", filter="exclude_reason") == 1
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(kept): 1})
+
+
+async def test_a_namespace_filter_watches_only_that_namespace(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    live = await start_run("--namespace", "team-a")
+    api.create(make_event("Pulled", "other", {"kind": "Pod", "name": "x", "namespace": "team-b", "uid": "u1"},
+                          component="kubelet"))  # fmt: skip
+    mine = api.create(make_event("Pulled", "mine", {"kind": "Pod", "name": "y", "namespace": "team-a", "uid": "u2"},
+                                 component="kubelet"))  # fmt: skip
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(mine): 1})
+    paths = {r.path for r in api.requests.matching(resource="events")}
+    assert paths == {"/apis/events.k8s.io/v1/namespaces/team-a/events"}
+
+
+# ---- startup errors: one line, exit 1 --------------------------------------------------------
+
+
+async def run_to_exit(*args: str, within: float = 30) -> tuple[int, str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("EVENTTRACE_", "KUBECONFIG"))
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "eventtrace", "run", "--metrics-addr", f"127.0.0.1:{free_port()}", *args,
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, env=environment,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), within)
+    return int(process.returncode or 0), stderr.decode()
+
+
+def last_line(stderr: str) -> str:
+    return stderr.strip().splitlines()[-1]
+
+
+async def test_unreachable_api_server_exits_1_after_the_startup_timeout(
+    apiserver, tmp_path: Path
+) -> None:
+    config = apiserver.write_kubeconfig(tmp_path / "unreachable", server=unreachable_url())
+    started = time.monotonic()
+    code, stderr = await run_to_exit("--kubeconfig", str(config), "--startup-timeout", "1")
+    assert code == 1
+    assert 1 <= time.monotonic() - started < 20
+    assert last_line(stderr).startswith(
+        "eventtrace: cannot reach the Kubernetes API server at https://127.0.0.1:"
+    )
+    assert "check that the cluster is running" in last_line(stderr)
+    assert "Traceback" not in stderr
+
+
+async def test_rejected_credentials_exit_1_saying_what_to_do(apiserver, tmp_path: Path) -> None:
+    config = apiserver.write_kubeconfig(tmp_path / "expired", token="expired-token")
+    code, stderr = await run_to_exit("--kubeconfig", str(config), "--startup-timeout", "1")
+    assert code == 1
+    assert "rejected the credentials" in last_line(stderr) and "401" in last_line(stderr)
+    assert "Traceback" not in stderr
+
+
+async def test_forbidden_events_exit_1_naming_the_rbac_rule(apiserver) -> None:
+    apiserver.faults.forbid("events")
+    code, stderr = await run_to_exit(
+        "--kubeconfig", str(apiserver.kubeconfig), "--startup-timeout", "1"
+    )
+    assert code == 1
+    assert last_line(stderr).startswith("eventtrace: not allowed to list events")
+    assert 'grant get/list/watch on events in API groups "" and events.k8s.io' in last_line(stderr)
+
+
+async def test_a_missing_kubeconfig_exits_1(tmp_path: Path) -> None:
+    code, stderr = await run_to_exit("--kubeconfig", str(tmp_path / "nope"))
+    assert code == 1
+    assert (
+        stderr.strip()
+        == f"eventtrace: kubeconfig {tmp_path / 'nope'} not found: pass --kubeconfig FILE or set KUBECONFIG (or run in a pod with a service account)"
+    )
+
+
+async def test_a_bad_kubeconfig_context_exits_1(apiserver) -> None:
+    code, stderr = await run_to_exit("--kubeconfig", str(apiserver.kubeconfig), "--context", "nope")
+    assert code == 1
+    assert last_line(stderr).startswith("eventtrace: cannot use the Kubernetes credentials:")
+    assert "nope" in last_line(stderr)
