@@ -161,3 +161,26 @@ def test_a_missing_file_exits_2() -> None:
     result = eventtrace("replay", "/nonexistent/events.json")
     assert result.returncode == 2
     assert result.stderr.strip() == "eventtrace: /nonexistent/events.json: no such file"
+
+
+def test_replay_over_otlp_delivers_exactly_what_the_pipeline_made(otlp_receiver) -> None:
+    """The kind capture through the real OTLP exporter: the protobuf decoded at the receiver
+    says the same as the JSON-lines output of the same replay (ids, parents, times,
+    attributes, resources)."""
+    expected = jsonl_spans(eventtrace("replay", str(KIND_CAPTURE), "--output", "jsonl").stdout)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    result = eventtrace("replay", str(KIND_CAPTURE), "--output", "otlp", env=env)
+    assert result.returncode == 0, result.stderr
+    received = otlp_receiver.wait_for_spans_blocking(26, within=10)
+    assert len(received) == len(expected) == 26
+    got = {
+        span.span_id: (span.trace_id, span.parent_id, span.name, span.start_ns, span.end_ns,
+                       span.status_code, span.attributes, span.resource)
+        for span in received
+    }  # fmt: skip
+    want = {
+        span["span_id"]: (span["trace_id"], span["parent_id"], span["name"], span["start_ns"], span["end_ns"],
+                          span["status"], span["attributes"], span["resource"])
+        for span in expected
+    }  # fmt: skip
+    assert got == want
