@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Set up `.venv` and run a task; needs nothing but Python 3.11+.
+
+    python3 dev.py demo     # eventtrace demo: two traces in the terminal
+    python3 dev.py test     # ruff, mypy --strict, then pytest (extra arguments go to pytest)
+    python3 dev.py lint     # ruff and mypy only
+    python3 dev.py bench    # the benchmark (extra arguments go to bench/pipeline.py)
+
+The venv is (re)installed when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if sys.platform == "win32" else "bin")
+# The development install. The image installs the same project root: `pip install .`.
+INSTALL = ["install", "--quiet", "-e", ".[dev]"]
+LINTED = ["eventtrace", "tests", "bench", "tools", "dev.py"]
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 (a friendly message on an old Python)
+        print("dev.py: eventtrace needs Python 3.11 or newer", file=sys.stderr)
+        return 2
+    if not argv or argv[0] not in TASKS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    setup()
+    for command in TASKS[argv[0]](argv[1:]):
+        code = subprocess.call([str(BIN / command[0]), *command[1:]], cwd=ROOT)
+        if code != 0:
+            return code
+    return 0
+
+
+def setup() -> None:
+    stamp = VENV / ".installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        venv.create(VENV, with_pip=True)
+    pip = [str(BIN / "python"), "-m", "pip"]
+    subprocess.check_call([*pip, "install", "--quiet", "--upgrade", "pip"], cwd=ROOT)
+    subprocess.check_call([*pip, *INSTALL], cwd=ROOT)
+    stamp.write_text(digest)
+
+
+def lint(_: list[str]) -> list[list[str]]:
+    return [["ruff", "check", *LINTED], ["ruff", "format", "--check", *LINTED], ["mypy"]]
+
+
+TASKS = {
+    "demo": lambda extra: [["eventtrace", "demo", *extra]],
+    "lint": lint,
+    "test": lambda extra: [*lint(extra), ["pytest", *extra]],
+    "bench": lambda extra: [["python", "bench/pipeline.py", *extra]],
+}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
