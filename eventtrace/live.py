@@ -48,6 +48,7 @@ TICK_SECONDS = 0.05
 HOUSEKEEPING_SECONDS = 60.0
 SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
 QUEUE_SIZE = 10_000
+CACHE_WAIT_SECONDS = 60.0
 BATCH = 2_000
 
 
@@ -152,22 +153,29 @@ class LiveService:
             for ns in namespaces
         ]
         self.object_watchers = [
-            Watcher(
-                api,
-                resource,
-                self.resolver.watched(resource.kind),
-                metrics,
-                namespace=ns,
-                timeouts=timeouts,
-                retry_forbidden=False,  # one warning, then the chain stops at that kind
-                on_forbidden=self.resolver.forbidden,
-            )
+            self._object_watcher(api, resource, ns, timeouts)
             for resource in WORKLOADS
             for ns in (namespaces if resource.namespaced else [None])
         ]
         self._reported = (0, 0)
         self.description = f"{events.label} ({events.api_version}) in " + (
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
+        )
+
+    def _object_watcher(
+        self, api: KubeApi, resource: Resource, namespace: str | None, timeouts: tuple[float, float]
+    ) -> Watcher:
+        feed = self.resolver.feed(resource.kind)
+        return Watcher(
+            api,
+            resource,
+            feed,
+            self.metrics,
+            namespace=namespace,
+            timeouts=timeouts,
+            retry_forbidden=False,  # one warning, then chains stop at that kind
+            on_forbidden=self.resolver.forbidden,
+            on_listed=feed.listed,
         )
 
     def not_ready(self) -> str | None:
@@ -203,8 +211,9 @@ class LiveService:
             try:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(health.serve())
-                    for watcher in [*self.event_watchers, *self.object_watchers]:
+                    for watcher in self.object_watchers:
                         tasks.create_task(watcher.run())
+                    tasks.create_task(self._watch_events(tasks))
                     tasks.create_task(self.resolver.run())
                     tasks.create_task(self._pump(sink))
                     await stop.wait()
@@ -212,6 +221,19 @@ class LiveService:
             except* _Shutdown:
                 pass
             self._shutdown(sink)
+
+    async def _watch_events(self, tasks: asyncio.TaskGroup) -> None:
+        """Start the event watches once the workload caches are listed, so a re-list of
+        an hour of events resolves owners from memory rather than by thousands of GETs.
+        Not forever: a slow cache is filled in by GETs meanwhile."""
+        settled = [asyncio.create_task(w.settled.wait()) for w in self.object_watchers]
+        try:
+            await asyncio.wait(settled, timeout=CACHE_WAIT_SECONDS)
+        finally:
+            for waiting in settled:
+                waiting.cancel()
+        for watcher in self.event_watchers:
+            tasks.create_task(watcher.run())
 
     def _shutdown(self, sink: SpanSink) -> None:
         now = time.time_ns()

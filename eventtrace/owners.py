@@ -65,6 +65,9 @@ class ObjectIndex:
         if self._by_key.get(obj.ref.key) is obj:
             del self._by_key[obj.ref.key]
 
+    def by_uid(self, uid: str) -> KubeObject | None:
+        return self._by_uid.get(uid)
+
     def find(self, ref: ObjectRef) -> KubeObject | None:
         found = self._by_uid.get(ref.uid) if ref.uid else None
         if found is not None and found.ref.kind == ref.kind:

@@ -10,9 +10,10 @@ so a missing object costs one request, not one per event.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from eventtrace.metrics import Metrics
@@ -39,38 +40,37 @@ class Resolver:
         self._queue: asyncio.Queue[ObjectRef] = asyncio.Queue(maxsize=10_000)
         self._wanted: set[tuple[str, str, str]] = set()
         self._missing: dict[tuple[str, str, str], float] = {}
-        self._expiring: deque[tuple[float, KubeObject]] = deque()  # tombstones, fetched
+        # Tombstones and fetched objects, by when to forget them.
+        self._expiring: list[tuple[float, int, KubeObject]] = []
+        self._order = itertools.count()
         self._resources: dict[str, dict[str, Resource] | None] = {}
         self._forbidden: set[str] = set()  # resources RBAC keeps us from reading
 
     # -- objects streaming in from the workload watches --------------------------------
 
-    async def on_object(self, kind: str, raw: dict[str, Any]) -> None:
-        obj = parse_object(raw, "watch", kind=_kind_of(raw))
+    def feed(self, kind: str) -> ObjectFeed:
+        """The handler for one workload watch."""
+        return ObjectFeed(self, kind)
+
+    def keep(self, raw: dict[str, Any]) -> KubeObject | None:
+        obj = parse_object(raw, "watch")
         if isinstance(obj, Rejected):
             log.warning("%s", obj)
             self.metrics.invalid_events.labels(reason="object").inc()
-            return
+            return None
         self.index.put(obj)
-        if kind == "DELETED":
-            self._expiring.append((time.monotonic() + TOMBSTONE_SECONDS, obj))
+        return obj
 
-    def watched(self, kind_hint: str) -> Any:
-        """A handler that fills in a list item's kind (list items carry none)."""
-
-        async def handle(kind: str, raw: dict[str, Any]) -> None:
-            if not raw.get("kind"):
-                raw["kind"] = kind_hint
-            await self.on_object(kind, raw)
-
-        return handle
+    def bury(self, obj: KubeObject, seconds: float = TOMBSTONE_SECONDS) -> None:
+        """Keep `obj` for late events, then forget it."""
+        heapq.heappush(self._expiring, (time.monotonic() + seconds, next(self._order), obj))
 
     def sweep(self, now: float | None = None) -> int:
         """Forget tombstones and fetched objects whose time is up."""
         now = time.monotonic() if now is None else now
         forgotten = 0
         while self._expiring and self._expiring[0][0] <= now:
-            self.index.forget(self._expiring.popleft()[1])
+            self.index.forget(heapq.heappop(self._expiring)[2])
             forgotten += 1
         for key in [key for key, until in self._missing.items() if until <= now]:
             del self._missing[key]
@@ -146,7 +146,7 @@ class Resolver:
             return None
         self.metrics.owner_lookups.labels(result="get").inc()
         self.index.put(obj)
-        self._expiring.append((time.monotonic() + FETCHED_SECONDS, obj))
+        self.bury(obj, FETCHED_SECONDS)  # not watched: refresh it now and then
         return obj
 
     def _failed(self, ref: ObjectRef, resource: Resource, error: ApiError) -> None:
@@ -186,6 +186,35 @@ class Resolver:
         return kinds.get(ref.kind) if kinds else None
 
 
+class ObjectFeed:
+    """One workload watch into the index. Deleted objects become tombstones; so do objects
+    a re-list (after 410) no longer has, whose DELETED the watch never delivered."""
+
+    def __init__(self, resolver: Resolver, kind: str) -> None:
+        self.resolver = resolver
+        self.kind = kind
+        self._live: set[str] = set()
+
+    async def __call__(self, change: str, raw: dict[str, Any]) -> None:
+        if not raw.get("kind"):
+            raw["kind"] = self.kind  # list items carry none
+        obj = self.resolver.keep(raw)
+        if obj is None:
+            return
+        if change == "DELETED":
+            self._live.discard(obj.ref.uid)
+            self.resolver.bury(obj)
+        else:
+            self._live.add(obj.ref.uid)
+
+    def listed(self, uids: set[str]) -> None:
+        for uid in self._live - uids:
+            gone = self.resolver.index.by_uid(uid)
+            if gone is not None:
+                self.resolver.bury(gone)
+        self._live = uids
+
+
 def _resources_in(api_version: str, listing: Any) -> dict[str, Resource]:
     group, _, version = api_version.rpartition("/")
     found: dict[str, Resource] = {}
@@ -196,7 +225,3 @@ def _resources_in(api_version: str, listing: Any) -> dict[str, Resource]:
             continue  # subresources like pods/log
         found.setdefault(kind, Resource(group, version, name, kind, bool(item.get("namespaced"))))
     return found
-
-
-def _kind_of(raw: dict[str, Any]) -> str:
-    return str(raw.get("kind") or "")

@@ -54,6 +54,7 @@ class Watcher:
         timeouts: tuple[float, float] = (300, 900),
         retry_forbidden: bool = True,
         on_forbidden: Callable[[Resource, str], None] | None = None,
+        on_listed: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.api = api
         self.resource = resource
@@ -64,7 +65,9 @@ class Watcher:
         self.watch_timeout, self.inactivity_timeout = timeouts
         self.retry_forbidden = retry_forbidden
         self.on_forbidden = on_forbidden
+        self.on_listed = on_listed  # told the uids of every complete list
         self.synced = asyncio.Event()  # the first list is in
+        self.settled = asyncio.Event()  # listed, or given up (forbidden)
         self.healthy = False  # false while retrying
         self.resource_version = ""
         self.lists = 0
@@ -89,6 +92,7 @@ class Watcher:
                         break
         except Forbidden as error:
             self.healthy = False
+            self.settled.set()
             if self.on_forbidden is not None:
                 self.on_forbidden(self.resource, str(error))
             else:
@@ -97,20 +101,26 @@ class Watcher:
     async def _list(self) -> None:
         path = self.resource.collection(self.namespace)
         query = {"limit": str(PAGE_SIZE)}
+        listed: set[str] = set()
         while True:
             page = await self.api.get(path, query)
             # Page by page, to bound memory. An expired continue token restarts the list;
             # items seen twice are harmless (objects are replaced, event counts deduplicated).
             for item in page.get("items") or []:
+                if self.on_listed is not None:
+                    listed.add(str((item.get("metadata") or {}).get("uid") or ""))
                 await self.handler("ADDED", item)
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 break
             query = {"limit": str(PAGE_SIZE), "continue": str(meta["continue"])}
         self.resource_version = str(meta.get("resourceVersion") or "")
+        if self.on_listed is not None:
+            self.on_listed(listed)
         self.lists += 1
         self.healthy = True
         self.synced.set()
+        self.settled.set()
 
     async def _watch(self) -> None:
         """One watch request. A clean end (timeoutSeconds) or a drop after data had flowed
