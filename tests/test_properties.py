@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from eventtrace.assemble import TraceRules
 from eventtrace.model import EventState, KubeObject, SpanKind
-from eventtrace.pipeline import trace_recording
+from eventtrace.pipeline import Pipeline, trace_recording
 from eventtrace.source.parse import parse_event, parse_object
 from helpers import core_event, kube_object, ref
 
@@ -143,3 +143,27 @@ def test_episodes_respect_the_idle_gap(cluster) -> None:
         ends.sort()
         assert all(b - a < RULES.trace_idle_ns for a, b in pairwise(ends))
         assert ends[-1] - ends[0] < RULES.trace_max_ns
+
+
+@settings(max_examples=100, deadline=None)
+@given(clusters(), st.randoms(use_true_random=False))
+def test_live_arrivals_out_of_order_within_the_reorder_window_change_nothing(cluster, rnd) -> None:
+    """Live, each state arrives up to one reorder window late relative to its place in
+    occurrence order; releasing as the window passes gives exactly the replay's spans."""
+    states, objects = cluster
+    reference = _run(states, objects)
+    window, step = 50_000_000, 1_000_000
+    natural = sorted(states, key=lambda state: state.sort_key)
+    arrivals = sorted(
+        (rank * step + rnd.randrange(window), position, state)
+        for position, (rank, state) in enumerate(enumerate(natural))
+    )
+    pipeline = Pipeline(RULES, reorder_window_ns=window)
+    for obj in objects:
+        pipeline.add_object(obj)
+    spans = []
+    for arrived, _, state in arrivals:
+        spans += pipeline.release(arrived)
+        pipeline.offer(state, arrived)
+    spans += pipeline.drain(now=arrivals[-1][0] + window)
+    assert sorted(spans, key=lambda span: span.span_id) == reference
