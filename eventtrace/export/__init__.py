@@ -29,6 +29,25 @@ class SpanSink(Protocol):
     def submit(self, spans: Sequence[Span]) -> None: ...
 
 
+class LocalSink:
+    """Base of the sinks that write here and now (terminal, file): no background task;
+    leaving the context calls `close`."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write out whatever is held back."""
+
+
 def open_sink(
     output: str, settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0
 ) -> SpanSink:

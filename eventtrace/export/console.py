@@ -15,9 +15,9 @@ import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Self, TextIO
+from typing import TextIO
 
+from eventtrace.export import LocalSink
 from eventtrace.model import Span, SpanKind, SpanStatus
 
 _RED = "\033[31m"
@@ -26,7 +26,7 @@ _BOLD = "\033[1m"
 _RESET = "\033[0m"
 
 
-class ConsoleSink:
+class ConsoleSink(LocalSink):
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
         self._stream = stream or sys.stdout
         if color is None:
@@ -36,15 +36,7 @@ class ConsoleSink:
         self._traces: dict[str, list[Span]] = defaultdict(list)
         self.traces_printed = 0
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         # Whatever never closed (an interrupted run) is still shown, in a stable order.
         for trace_id in sorted(self._traces):
             self._print(self._traces.pop(trace_id))

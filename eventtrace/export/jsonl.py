@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO
 
 import orjson
 
+from eventtrace.export import LocalSink
 from eventtrace.model import Span
 
 
@@ -28,19 +28,11 @@ def span_to_dict(span: Span) -> dict[str, Any]:
     }
 
 
-class JsonLinesSink:
+class JsonLinesSink(LocalSink):
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream or sys.stdout.buffer
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._stream.flush()
 
     def submit(self, spans: Sequence[Span]) -> None:
