@@ -44,10 +44,10 @@ class Live:
     stderr: list[str] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
 
-    async def stop(self, within: float = 10.0) -> tuple[int, float]:
+    async def stop(self, within: float = 10.0, signum: int = signal.SIGTERM) -> tuple[int, float]:
         """SIGTERM, as Kubernetes stops a pod; returns the exit code and how long it took."""
         started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        self.process.send_signal(signum)
         code = await asyncio.wait_for(self.process.wait(), within)
         if self.reader is not None:
             await asyncio.wait_for(self.reader, 5)
@@ -491,14 +491,17 @@ async def test_metrics_health_and_readiness(apiserver, start_run) -> None:
     assert (await live.stop())[0] == 0
 
 
-async def test_sigterm_closes_open_traces_and_exits_0_within_10s(apiserver, start_run) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_closes_open_traces_and_exits_0_within_10s(
+    apiserver, start_run, signum
+) -> None:
     api: ApiServer = apiserver
     the_pod = api.create(pod("p1"))
     live = await start_run("--trace-idle", "10m")
     kubelet(api, the_pod, "Pulling", "one")
     await settle(live, 1)
     assert [s.name for s in live.receiver.spans] == ["Pulling"]  # the object span waits
-    code, took = await live.stop()
+    code, took = await live.stop(signum=signum)
     assert code == 0 and took < 10
     assert sorted(s.name for s in live.receiver.spans) == ["Pulling", "pod/p1"]
     assert "closed every open trace" in live.log()
