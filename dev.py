@@ -54,7 +54,8 @@ def setup() -> None:
 
 
 def lint(_: list[str]) -> list[list[str]]:
-    return [["ruff", "check", *LINTED], ["ruff", "format", "--check", *LINTED], ["mypy"]]
+    paths = [path for path in LINTED if (ROOT / path).exists()]
+    return [["ruff", "check", *paths], ["ruff", "format", "--check", *paths], ["mypy"]]
 
 
 TASKS = {
