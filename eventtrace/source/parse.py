@@ -9,7 +9,8 @@ the event and what it is about.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
@@ -111,6 +112,9 @@ def parse_event(raw: Any, where: str, *, max_message_bytes: int = 4096) -> Event
         return Rejected(
             where, f"expected an Event object, got {type(raw).__name__}", "not_an_object"
         )
+    fast = _fast_event(raw, max_message_bytes)
+    if fast is not None:
+        return fast
     try:
         event = _Event.model_validate(raw)
     except ValidationError as error:
@@ -175,6 +179,9 @@ def parse_object(raw: Any, where: str, *, kind: str = "") -> KubeObject | Reject
         return Rejected(where, f"expected an object, got {type(raw).__name__}", "not_an_object")
     if kind and not raw.get("kind"):
         raw = {**raw, "kind": kind}  # list items carry no kind
+    fast = _fast_object(raw)
+    if fast is not None:
+        return fast
     try:
         obj = _Object.model_validate(raw)
     except ValidationError as error:
@@ -235,6 +242,8 @@ def _spec_manager(entries: list[_ManagedFields]) -> str:
 
 
 def _bounded(message: str, limit: int) -> str:
+    if len(message) <= limit and message.isascii():
+        return message  # one byte a character
     data = message.encode("utf-8")
     if len(data) <= limit:
         return message
@@ -263,3 +272,267 @@ def _first_error(error: ValidationError) -> str:
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{path}: {item['msg'].removeprefix('Value error, ')} (got {shown})"
+
+
+# -- the fast path ------------------------------------------------------------------------
+#
+# Pydantic above is the definition; it costs more than everything else an event goes
+# through. The functions below read the common, well-formed shape directly from the dicts
+# and return exactly what the models would give. Anything they are not sure about (a wrong
+# type, an odd timestamp, a missing field) returns None, and the models decide: so errors
+# and their messages, and every lax conversion pydantic makes, stay the models' own.
+
+
+class _Unsure(Exception):
+    """The fast path cannot vouch for this input: let pydantic decide."""
+
+
+_UNSURE = _Unsure()
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_intern = sys.intern
+# RFC 3339 text → nanoseconds, for the timestamps seen lately (many events share a second).
+_TIMES: dict[str, int] = {}
+_TIMES_LIMIT = 50_000
+
+
+def _time_ns(text: str) -> int:
+    """`YYYY-MM-DDTHH:MM:SS[.ffffff]Z` as nanoseconds, exactly as pydantic then `to_ns`
+    read it; other forms (offsets, nanoseconds, numbers) are left to pydantic."""
+    found = _TIMES.get(text)
+    if found is not None:
+        return found
+    size = len(text)
+    if not (
+        20 <= size <= 27
+        and text[-1] == "Z"
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[10] == "T"
+        and text[13] == ":"
+        and text[16] == ":"
+        and (size == 20 or (text[19] == "." and size > 21))
+        and text.isascii()
+    ):
+        raise _UNSURE
+    digits = text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]
+    fraction = text[20:-1]
+    if not digits.isdigit() or (fraction and not fraction.isdigit()):
+        raise _UNSURE
+    hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    if hour > 23 or minute > 59 or second > 59:
+        raise _UNSURE
+    try:
+        day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal()
+    except ValueError:
+        raise _UNSURE from None
+    micros = int(fraction.ljust(6, "0")) if fraction else 0
+    seconds = (day - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
+    value = seconds * 1_000_000_000 + micros * 1_000
+    if len(_TIMES) >= _TIMES_LIMIT:
+        _TIMES.clear()
+    _TIMES[text] = value
+    return value
+
+
+def _opt_time(value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise _UNSURE
+    return _time_ns(value)
+
+
+def _text(fields: dict[str, Any], key: str) -> str:
+    """A `str = ""` field."""
+    value = fields.get(key, "")
+    if type(value) is not str:
+        raise _UNSURE
+    return value
+
+
+def _opt_text(value: Any) -> str | None:
+    """A `str | None` field."""
+    if value is None or type(value) is str:
+        return value
+    raise _UNSURE
+
+
+def _named(fields: Any) -> dict[str, Any]:
+    """A model field given as a dict with a non-empty `kind` and `name`."""
+    if type(fields) is not dict:
+        raise _UNSURE
+    kind, name = fields.get("kind"), fields.get("name")
+    if type(kind) is not str or type(name) is not str or not kind or not name:
+        raise _UNSURE
+    return fields
+
+
+def _either_of(raw: dict[str, Any], core: str, events_v1: str) -> Any:
+    """AliasChoices: the first of the two keys present, even if its value is null."""
+    return raw[core] if core in raw else raw.get(events_v1)
+
+
+def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rejected | None:
+    try:
+        meta = raw.get("metadata")
+        if type(meta) is not dict:
+            raise _UNSURE
+        meta_name, meta_namespace = _text(meta, "name"), _text(meta, "namespace")
+        meta_uid, meta_version = _text(meta, "uid"), _text(meta, "resourceVersion")
+        created = _opt_time(meta.get("creationTimestamp"))
+        involved = _named(_either_of(raw, "involvedObject", "regarding"))
+        kind, name = involved["kind"], involved["name"]
+        namespace, uid = _text(involved, "namespace"), _text(involved, "uid")
+        api_version, field_path = _text(involved, "apiVersion"), _text(involved, "fieldPath")
+        reason = _text(raw, "reason")
+        message = _opt_text(_either_of(raw, "message", "note"))
+        type_ = raw.get("type", "Normal")
+        if type(type_) is not str:
+            raise _UNSURE
+        source = _either_of(raw, "source", "deprecatedSource")
+        if source is None:
+            component = host = ""
+        elif type(source) is dict:
+            component, host = _text(source, "component"), _text(source, "host")
+        else:
+            raise _UNSURE
+        first_time = _opt_time(_either_of(raw, "firstTimestamp", "deprecatedFirstTimestamp"))
+        last_time = _opt_time(_either_of(raw, "lastTimestamp", "deprecatedLastTimestamp"))
+        count = _either_of(raw, "count", "deprecatedCount")
+        if count is not None and type(count) is not int:
+            raise _UNSURE
+        event_time = _opt_time(raw.get("eventTime"))
+        series = raw.get("series")
+        series_count = 0
+        series_last: int | None = None
+        if series is not None:
+            if type(series) is not dict:
+                raise _UNSURE
+            series_count = series.get("count")  # type: ignore[assignment]
+            if type(series_count) is not int or series_count < 0:
+                raise _UNSURE
+            series_last = _opt_time(series.get("lastObservedTime"))
+        action = _opt_text(raw.get("action"))
+        reporting = _opt_text(_either_of(raw, "reportingComponent", "reportingController"))
+        reporting_instance = _opt_text(raw.get("reportingInstance"))
+    except _Unsure:
+        return None
+
+    # From here on, exactly parse_event's rules on the validated fields.
+    if not meta_name and not meta_uid:
+        return None  # rejected: let the slow path word it
+    first = event_time if event_time is not None else first_time
+    if first is None:
+        first = last_time
+    last = series_last if series_last is not None else last_time
+    if first is None:
+        first = last if last is not None else created
+    if first is None:
+        return None  # rejected
+    last_ns = max(first, last) if last is not None else first
+
+    if series is not None and series_count > 0:
+        event_count = series_count
+    else:
+        event_count = count if count and count > 0 else 1
+
+    return EventState(
+        uid=meta_uid or f"{meta_namespace}/{meta_name}",
+        name=meta_name,
+        namespace=_intern(meta_namespace),
+        reason=_intern(reason or "Unknown"),
+        message=_bounded(message or "", max_message_bytes),
+        type=_intern(type_ or "Normal"),
+        involved=ObjectRef(
+            kind=_intern(kind),
+            name=name,
+            namespace=_intern(namespace),
+            uid=uid,
+            api_version=_intern(api_version),
+        ),
+        count=event_count,
+        first_ns=first,
+        last_ns=last_ns,
+        field_path=_intern(field_path),
+        component=_intern(component or reporting or ""),
+        instance=_intern(reporting_instance or host),
+        host=_intern(host),
+        action=_intern(action or ""),
+        resource_version=meta_version,
+    )
+
+
+def _fast_object(raw: dict[str, Any]) -> KubeObject | Rejected | None:
+    try:
+        kind = raw.get("kind")
+        if type(kind) is not str or not kind:
+            raise _UNSURE
+        api_version = _text(raw, "apiVersion")
+        meta = raw.get("metadata")
+        if type(meta) is not dict:
+            raise _UNSURE
+        name, namespace = _text(meta, "name"), _text(meta, "namespace")
+        uid, version = _text(meta, "uid"), _text(meta, "resourceVersion")
+        _opt_time(meta.get("creationTimestamp"))
+        references = meta.get("ownerReferences", [])
+        entries = meta.get("managedFields", [])
+        if type(references) is not list or type(entries) is not list:
+            raise _UNSURE
+        owners = []
+        for reference in references:
+            _named(reference)
+            controller = reference.get("controller")
+            if controller is not None and type(controller) is not bool:
+                raise _UNSURE
+            owner_kind = reference["kind"]
+            owners.append(
+                OwnerRef(
+                    ObjectRef(
+                        kind=_intern(owner_kind),
+                        name=_intern(reference["name"]),
+                        namespace=_intern(namespace) if owner_kind not in CLUSTER_SCOPED else "",
+                        uid=_intern(_text(reference, "uid")),
+                        api_version=_intern(_text(reference, "apiVersion")),
+                    ),
+                    controller=bool(controller),
+                )
+            )
+        manager = _fast_spec_manager(entries)
+    except _Unsure:
+        return None
+    if not name:
+        return None  # rejected: let the slow path word it
+    return KubeObject(
+        ref=ObjectRef(
+            kind=_intern(kind),
+            name=_intern(name),
+            namespace=_intern(namespace),
+            uid=_intern(uid),
+            api_version=_intern(api_version),
+        ),
+        owners=tuple(owners),
+        spec_manager=_intern(manager),
+        resource_version=version,
+    )
+
+
+def _fast_spec_manager(entries: list[Any]) -> str:
+    """`_spec_manager` on raw managedFields entries (validating each as the model would)."""
+    best: tuple[int, int] | None = None
+    manager = ""
+    for position, entry in enumerate(entries):
+        if type(entry) is not dict:
+            raise _UNSURE
+        name = _text(entry, "manager")
+        moment = _opt_time(entry.get("time"))
+        fields = entry.get("fieldsV1")
+        if fields is not None and (
+            type(fields) is not dict or not all(type(key) is str for key in fields)
+        ):
+            raise _UNSURE
+        if not fields or "f:spec" not in fields or not name:
+            continue
+        rank = (moment if moment is not None else 0, position)
+        if best is None or rank > best:
+            best, manager = rank, name
+    return manager

@@ -1,0 +1,698 @@
+"""The eventtrace benchmark: one command, one generated data set, every path measured.
+
+    .venv/bin/python bench/pipeline.py                 # both modes, 200 000 events (make bench)
+    .venv/bin/python bench/pipeline.py --events 200000 --objects 100000   # one mode
+    .venv/bin/python bench/pipeline.py --smoke         # CI: all paths, small, < 1 min
+
+For each mode it generates (or reuses, in bench/results/data/) a data set with
+bench/generate.py, computes the spans the pipeline must produce from it, then measures,
+each path in its own fresh process (peak RSS = that process's ru_maxrss, from wait4):
+
+1. parse-only: orjson.loads of every line of the watch stream, nothing else;
+2. typed models: the same lines through kubernetes-asyncio's `Watch.unmarshal_event` into
+   `CoreV1Event` (what a `watch.stream(list_event_for_all_namespaces)` loop pays);
+3. `eventtrace replay`: the objects and the same watch lines through the whole pipeline,
+   exported over OTLP/gRPC to the test OTLP receiver (its own process, counting spans);
+4. `eventtrace run` against the test API server (its own process, HTTPS, list + watch):
+   a. re-list: events and objects preloaded, so eventtrace lists them at start;
+   b. live watch: objects preloaded, the events applied as fast as the watch takes them
+      once eventtrace's event watch is open.
+
+Spans received by the receiver must equal the spans expected; a mismatch is shown in the
+table and makes the command exit 1. The bars (≥ 15 000 events/s, ≥ 2× typed, ≤ 300 MB)
+are printed for comparison, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+SUPPORT = ROOT / "tests" / "support"
+sys.path.insert(0, str(BENCH))
+
+import generate  # noqa: E402  (bench/ is not a package)
+
+GENERATOR_VERSION = 1  # bump when generate.py changes its output
+RESOLVE_TIMEOUT = "0.5s"
+POLL_SECONDS = 0.05
+STALL_SECONDS = 60.0  # no progress this long: give up on a run and report it
+BARS = {"events_per_second": 15_000, "typed_ratio": 2.0, "rss_mb": 300}
+
+
+# -- results --------------------------------------------------------------------------
+
+
+@dataclass
+class Measurement:
+    label: str
+    events: int
+    seconds: float
+    peak_rss_kb: int
+    spans_expected: int | None = None
+    spans_received: int | None = None
+    startup_seconds: float | None = None  # run: from process start to its first event
+    failure: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failure and self.spans_expected == self.spans_received
+
+
+@dataclass
+class Mode:
+    name: str
+    dataset: generate.Dataset
+    expected: dict[str, Any]
+    results: list[Measurement] = field(default_factory=list)
+
+
+# -- child processes ------------------------------------------------------------------
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTTRACE_", "OTEL_"))}
+    env.update(extra)
+    return env
+
+
+def reap(pid: int, timeout: float | None = None) -> tuple[int, int] | None:
+    """Wait for `pid` and return (exit code, peak RSS in KiB), or None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG if deadline else 0)
+        if done:
+            return os.waitstatus_to_exitcode(status), usage.ru_maxrss
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+
+
+def run_worker(args: list[str], log: Path, timeout: float = 1800) -> tuple[dict[str, Any], int]:
+    """A `--worker` of this script; returns its JSON answer and its peak RSS (KiB)."""
+    out = log.with_suffix(".json")
+    with log.open("wb") as err, out.open("wb") as answer:
+        proc = subprocess.Popen(
+            python(str(Path(__file__).resolve()), "--worker", *args),
+            stdout=answer,
+            stderr=err,
+            env=child_env(OTEL_EXPORTER_OTLP_INSECURE="true"),
+        )
+        reaped = reap(proc.pid, timeout)
+        proc.returncode = reaped[0] if reaped else -1  # reaped: keep Popen from waiting
+    if reaped is None:
+        proc.kill()
+        raise RuntimeError(f"worker {args[0]} timed out; see {log}")
+    code, rss = reaped
+    if code != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"worker {args[0]} exited {code}:\n{tail}")
+    return json.loads(out.read_text()), rss
+
+
+class Service:
+    """A long-lived helper process (API server, OTLP receiver) that prints a ready line."""
+
+    def __init__(self, argv: list[str], log: Path, ready_timeout: float = 600) -> None:
+        self.log = log
+        self._err = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self._err, env=child_env(), cwd=ROOT
+        )
+        self.ready_line = self._readline(ready_timeout)
+
+    def _readline(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode().strip() if ready else ""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"{self.log.stem} did not start: {self.log.read_text()[-2000:]}")
+        return line
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return what it printed after the ready line."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self._err.close()
+        return out.decode(errors="replace") if out else ""
+
+
+class Receiver(Service):
+    def __init__(self, log: Path) -> None:
+        super().__init__(python(str(SUPPORT / "otlp_receiver.py")), log, ready_timeout=60)
+        parts = dict(item.split("=", 1) for item in self.ready_line.split()[1:])
+        self.grpc = parts["grpc"]
+        self.http = parts["http"]
+
+    def spans(self) -> int:
+        with urllib.request.urlopen(f"{self.http}/stats", timeout=5) as response:
+            return int(json.loads(response.read())["spans"])
+
+    def settle(self, expected: int, within: float = 15.0) -> int:
+        """The span count once it reaches `expected`, or stops growing for a second."""
+        deadline = time.monotonic() + within
+        count, stable_since = self.spans(), time.monotonic()
+        while count < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+            latest = self.spans()
+            if latest != count:
+                count, stable_since = latest, time.monotonic()
+            elif time.monotonic() - stable_since > 1.0:
+                break
+        return count
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """eventtrace's /metrics, summed over labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        name = name.split("{", 1)[0]
+        totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+# -- the measurements -----------------------------------------------------------------
+
+
+def measure_parse(mode: Mode, work: Path, which: str) -> Measurement:
+    label = {"parse": "1. parse-only (orjson)", "typed": "2. typed models (k8s-asyncio)"}[which]
+    answer, rss = run_worker([which, str(mode.dataset.events_path)], work / f"{which}.log")
+    return Measurement(label, answer["events"], answer["seconds"], rss)
+
+
+def measure_replay(mode: Mode, work: Path, profile: bool) -> Measurement:
+    receiver = Receiver(work / "receiver-replay.log")
+    expected = mode.expected["stream"]["spans"]
+    failure = ""
+    try:
+        args = [
+            "replay",
+            receiver.grpc,
+            str(mode.dataset.objects_path),
+            str(mode.dataset.events_path),
+        ]
+        if profile:
+            args.append(f"--profile={RESULTS / f'profile-replay-{mode.name}.txt'}")
+        try:
+            answer, rss = run_worker(args, work / "replay.log")
+        except RuntimeError as error:
+            answer, rss, failure = {"seconds": 0.0}, 0, str(error).splitlines()[0]
+        received = receiver.settle(expected)
+    finally:
+        receiver.stop()
+    return Measurement(
+        "3. eventtrace replay → OTLP",
+        mode.dataset.frames,
+        answer["seconds"],
+        rss,
+        spans_expected=expected,
+        spans_received=received,
+        failure=failure,
+    )
+
+
+def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
+    """`eventtrace run` against the test API server: `relist` or `watch`."""
+    dataset = mode.dataset
+    kubeconfig = work / f"kubeconfig-{how}"
+    history = str(dataset.frames + dataset.objects + 1000)
+    server_args = ["--kubeconfig", str(kubeconfig), "--history", history]
+    server_args += ["--load", str(dataset.objects_path)]
+    if how == "relist":
+        server_args += ["--load", str(dataset.events_path)]
+        events, expected = dataset.distinct_events, mode.expected["list"]["spans"]
+        label = "4a. eventtrace run: re-list → OTLP"
+    else:
+        server_args += ["--stream", str(dataset.events_path), "--rate", "0"]
+        events, expected = dataset.frames, mode.expected["stream"]["spans"]
+        label = "4b. eventtrace run: live watch → OTLP"
+    receiver = Receiver(work / f"receiver-{how}.log")
+    server = Service(
+        python(str(SUPPORT / "apiserver.py"), *server_args), work / f"apiserver-{how}.log"
+    )
+    metrics_port = free_port()
+    argv = ["-m", "eventtrace", "run", "--kubeconfig", str(kubeconfig)]
+    argv += ["--otlp-endpoint", receiver.grpc, "--metrics-addr", f"127.0.0.1:{metrics_port}"]
+    argv += ["--resolve-timeout", RESOLVE_TIMEOUT, "--cluster-name", "bench"]
+    argv += ["--log-level", "WARNING"]
+    if profile:
+        output = RESULTS / f"profile-run-{how}-{mode.name}.txt"
+        argv = ["-m", "pyinstrument", "-r", "text", "-o", str(output), *argv]
+    log = work / f"run-{how}.log"
+    failure = ""
+    try:
+        with log.open("wb") as err:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                python(*argv),
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                env=child_env(OTEL_EXPORTER_OTLP_INSECURE="true"),
+                cwd=ROOT,
+            )
+            first, failure = _wait_until_done(proc, metrics_port, events)
+            proc.send_signal(signal.SIGTERM)
+            reaped = reap(proc.pid, timeout=60)
+            if reaped is None:
+                proc.kill()
+                reaped = reap(proc.pid) or (-9, 0)
+                failure = failure or "did not exit within 60 s of SIGTERM"
+            proc.returncode = reaped[0]
+            exited = time.monotonic()
+        code, rss = reaped
+        if code != 0 and not failure:
+            failure = f"exit code {code}: {log.read_text(errors='replace')[-300:]}"
+        received = receiver.settle(expected)
+        done = max(exited, time.monotonic() if received != expected else exited)
+    finally:
+        server.stop()
+        receiver.stop()
+    first = first if first is not None else started
+    return Measurement(
+        label,
+        events,
+        done - first,
+        rss,
+        spans_expected=expected,
+        spans_received=received,
+        startup_seconds=first - started,
+        failure=failure,
+    )
+
+
+def _wait_until_done(
+    proc: subprocess.Popen[bytes], port: int, events: int
+) -> tuple[float | None, str]:
+    """Poll /metrics until every event is received and nothing is pending or queued for
+    export. Returns when the first event was seen, and a failure if it stalled."""
+    first: float | None = None
+    progress, last_change = -1.0, time.monotonic()
+    while True:
+        time.sleep(POLL_SECONDS)
+        if proc.poll() is not None:
+            return first, f"exited early with {proc.returncode}"
+        try:
+            metrics = scrape(port)
+        except OSError:
+            metrics = {}
+        received = metrics.get("eventtrace_events_received_total", 0.0)
+        if received and first is None:
+            first = time.monotonic()
+        pending = metrics.get("eventtrace_pending_events", 1.0)
+        queued = metrics.get("eventtrace_export_queue_spans", 1.0)
+        if received >= events and pending == 0 and queued == 0:
+            return first, ""
+        now_progress = received + metrics.get("eventtrace_spans_exported_total", 0.0)
+        if now_progress != progress:
+            progress, last_change = now_progress, time.monotonic()
+        elif time.monotonic() - last_change > STALL_SECONDS:
+            return first, (
+                f"stalled: {received:.0f}/{events} events received, {pending:.0f} pending, "
+                f"{queued:.0f} queued for export"
+            )
+
+
+# -- workers (run in their own process) -----------------------------------------------
+
+
+def worker(args: list[str]) -> None:
+    which = args[0]
+    if which == "parse":
+        answer = _parse_only(Path(args[1]))
+    elif which == "typed":
+        answer = asyncio.run(_typed(Path(args[1])))
+    elif which == "replay":
+        answer = _replay(args[1], args[2:])
+    elif which == "expect":
+        answer = _expect(Path(args[1]))
+    elif which == "generate":
+        directory, events, objects, seed = Path(args[1]), *map(int, args[2:5])
+        generate.generate(directory, events=events, objects=objects, seed=seed)
+        answer = {}
+    else:
+        raise SystemExit(f"unknown worker {which}")
+    print(json.dumps(answer))
+
+
+def _parse_only(path: Path) -> dict[str, Any]:
+    import orjson
+
+    events = 0
+    with path.open("rb") as lines:
+        started = time.perf_counter()
+        for line in lines:
+            orjson.loads(line)
+            events += 1
+        seconds = time.perf_counter() - started
+    return {"events": events, "seconds": seconds}
+
+
+async def _typed(path: Path) -> dict[str, Any]:
+    from kubernetes_asyncio.client import ApiClient
+    from kubernetes_asyncio.watch import Watch
+
+    client = ApiClient()
+    watch = Watch(return_type="CoreV1Event")
+    watch._api_client = client  # what Watch.stream() sets from the API function
+    events = 0
+    try:
+        with path.open("rb") as lines:
+            started = time.perf_counter()
+            for line in lines:
+                frame = watch.unmarshal_event(line, "CoreV1Event")
+                assert frame["object"].metadata.name
+                events += 1
+            seconds = time.perf_counter() - started
+    finally:
+        await client.close()
+    return {"events": events, "seconds": seconds}
+
+
+def _replay(endpoint: str, rest: list[str]) -> dict[str, Any]:
+    profile = next((arg.split("=", 1)[1] for arg in rest if arg.startswith("--profile=")), "")
+    files = [arg for arg in rest if not arg.startswith("--profile=")]
+    from eventtrace.cli import main
+
+    argv = ["replay", "--output", "otlp", "--otlp-endpoint", endpoint, "--cluster-name", "bench"]
+    argv += ["--log-level", "WARNING", *files]
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+    started = time.perf_counter()
+    code = main(argv)
+    seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.stop()
+        Path(profile).write_text(profiler.output_text(unicode=True, color=False))
+    if code != 0:
+        raise SystemExit(f"eventtrace replay exited {code}")
+    return {"seconds": seconds}
+
+
+def _expect(directory: Path) -> dict[str, Any]:
+    """The spans the pipeline makes of the data: every frame (replay, live watch), and the
+    final state of each event (what a list returns)."""
+    from eventtrace.assemble import TraceRules
+    from eventtrace.model import EventState, KubeObject, SpanKind
+    from eventtrace.pipeline import trace_recording
+    from eventtrace.settings import Settings
+    from eventtrace.source.parse import parse_event, parse_object
+
+    dataset = generate.load(directory)
+    states: list[EventState] = []
+    for _, raw in generate.watch_frames(dataset.events_path):
+        state = parse_event(raw, "bench")
+        assert isinstance(state, EventState), state
+        states.append(state)
+    objects: list[KubeObject] = []
+    with dataset.objects_path.open("rb") as lines:
+        import orjson
+
+        for line in lines:
+            obj = parse_object(orjson.loads(line), "bench")
+            assert isinstance(obj, KubeObject), obj
+            objects.append(obj)
+    settings = Settings()
+    rules = TraceRules("bench", int(settings.trace_idle * 1e9), int(settings.trace_max * 1e9))
+    final = {state.uid: state for state in states}
+
+    def count(chosen: list[EventState]) -> dict[str, int]:
+        spans, _ = trace_recording(chosen, objects, rules)
+        events = sum(span.kind is SpanKind.EVENT for span in spans)
+        return {"spans": len(spans), "event_spans": events, "object_spans": len(spans) - events}
+
+    return {"stream": count(states), "list": count(list(final.values()))}
+
+
+# -- the table ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError), open("/proc/meminfo") as info:
+        total_kb = int(info.readline().split()[1])
+        memory = f"{total_kb / 1024 / 1024:.0f} GiB"
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "memory": memory,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def table(mode: Mode) -> str:
+    rows = mode.results
+    parse = next((m for m in rows if m.label.startswith("1.")), None)
+    typed = next((m for m in rows if m.label.startswith("2.")), None)
+    header = (
+        "| path | events | seconds | events/s | peak RSS MB | spans expected | spans received "
+        "| vs 1 | vs 2 |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for m in rows:
+        vs = []
+        for base in (parse, typed):
+            if m.label[:2] in ("3.", "4a", "4b") and base is not None and base.rate:
+                ratio = m.rate / base.rate
+                vs.append(f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.3f}×")
+            else:
+                vs.append("")
+        spans = (str(m.spans_expected), _received(m)) if m.spans_expected is not None else ("", "")
+        seconds = f"{m.seconds:.2f}"
+        if m.startup_seconds is not None:
+            seconds += f" (+{m.startup_seconds:.1f} start)"
+        lines.append(
+            f"| {m.label} | {m.events} | {seconds} | {m.rate:,.0f} | {m.peak_rss_kb / 1024:.0f} "
+            f"| {spans[0]} | {spans[1]} | {vs[0]} | {vs[1]} |"
+        )
+    return "\n".join(lines)
+
+
+def _received(m: Measurement) -> str:
+    text = str(m.spans_received)
+    if m.spans_received != m.spans_expected:
+        text += " **MISMATCH**"
+    if m.failure:
+        text += f" **FAILED: {m.failure[:120]}**"
+    return text
+
+
+def describe(mode: Mode) -> str:
+    meta = mode.dataset.meta
+    return (
+        f"mode `{mode.name}`: {meta['frames']} watch frames ({meta['added']} ADDED, "
+        f"{meta['modified']} MODIFIED count bumps) of {meta['distinct_events']} events; "
+        f"{meta['objects']} live objects {meta['objects_by_kind']}; scenarios "
+        f"{meta['scenarios']}; events file {meta['events_bytes'] / 1e6:.0f} MB"
+    )
+
+
+FOOTNOTES = f"""\
+- Each path runs in its own fresh process on the same generated data; peak RSS is that
+  process's `ru_maxrss` from wait4 (for 4: the `eventtrace run` process alone, not the API
+  server or the receiver). Linux carries a parent's peak RSS into its children, so no
+  figure can be below the benchmark's own ({{harness}} MB).
+- 1 and 2 time the loop over the lines of `events.jsonl` (read from the page cache).
+- 3 times `eventtrace.cli.main(["replay", …])` in the child: reading both files, parsing,
+  the pipeline, OTLP/gRPC export and the final flush (interpreter start and imports
+  excluded).
+- 4 times from the first event `eventtrace run` received (its `/metrics`, polled every
+  {POLL_SECONDS * 1000:.0f} ms) until it exited 0 after SIGTERM, sent once every event was
+  received and nothing was pending or queued for export; the flush of the open traces at
+  shutdown is included. "+N start" is from process start to that first event (imports,
+  kubeconfig, discovery, preflight). `--resolve-timeout {RESOLVE_TIMEOUT}` (the reorder
+  window; default 5 s, which would add 5 s of waiting to every run). 4a counts the Event
+  objects listed (a re-list shows each event's latest state); 4b counts watch frames.
+  eventtrace watches events.k8s.io/v1, so 4 reads that shape; 1-3 read core/v1 frames.
+- The API server, the OTLP receiver and eventtrace share the machine's cores during 4.
+- "vs 1" / "vs 2": events/s of that path divided by that of path 1 / path 2.
+"""
+
+
+def report(modes: list[Mode], command: str) -> str:
+    info = machine()
+    parts = [
+        f"Command: `{command}`",
+        "",
+        f"Machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']} RAM, "
+        f"Python {info['python']}, {info['os']}",
+        "",
+    ]
+    for mode in modes:
+        parts += [describe(mode), "", table(mode), ""]
+    harness = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    parts += [FOOTNOTES.replace("{harness}", str(harness)), bars(modes)]
+    return "\n".join(parts)
+
+
+def bars(modes: list[Mode]) -> str:
+    lines = ["Bars (informational, not asserted):"]
+    for mode in modes:
+        typed = next((m for m in mode.results if m.label.startswith("2.")), None)
+        for m in mode.results:
+            if not m.label.startswith("4"):
+                continue
+            ratio = m.rate / typed.rate if typed and typed.rate else 0.0
+            verdicts = [
+                f"{m.rate:,.0f} events/s "
+                f"{'≥' if m.rate >= BARS['events_per_second'] else '<'} 15,000",
+                f"{ratio:.2f}× typed {'≥' if ratio >= BARS['typed_ratio'] else '<'} 2×",
+                f"{m.peak_rss_kb / 1024:.0f} MB {'≤' if m.peak_rss_kb / 1024 <= 300 else '>'} 300",
+            ]
+            lines.append(f"- {mode.name}, {m.label[4:]}: " + "; ".join(verdicts))
+    return "\n".join(lines)
+
+
+# -- main -----------------------------------------------------------------------------
+
+
+def dataset_for(events: int, objects: int, seed: int, work: Path) -> generate.Dataset:
+    """Generated once per size and seed (in a child: this process must stay small, as its
+    children inherit its peak RSS as theirs), then reused."""
+    directory = RESULTS / "data" / f"e{events}-o{objects}-s{seed}-v{GENERATOR_VERSION}"
+    if not (directory / "meta.json").exists():
+        print(f"generating {directory.name} …", file=sys.stderr, flush=True)
+        args = [str(directory), str(events), str(objects), str(seed)]
+        run_worker(["generate", *args], work / "generate.log")
+    return generate.load(directory)
+
+
+PATHS = ("parse", "typed", "replay", "relist", "watch")
+
+
+def run_mode(
+    name: str, events: int, objects: int, seed: int, paths: list[str], profile: bool
+) -> Mode:
+    work = Path(tempfile.mkdtemp(prefix=f"eventtrace-bench-{name}-"))
+    dataset = dataset_for(events, objects, seed, work)
+    print(f"[{name}] expected spans …", file=sys.stderr, flush=True)
+    expected, _ = run_worker(["expect", str(dataset.directory)], work / "expect.log")
+    mode = Mode(name, dataset, expected)
+    for path in paths:
+        print(f"[{name}] {path} …", file=sys.stderr, flush=True)
+        if path in ("parse", "typed"):
+            result = measure_parse(mode, work, path)
+        elif path == "replay":
+            result = measure_replay(mode, work, profile)
+        else:
+            result = measure_run(mode, work, path, profile)
+        mode.results.append(result)
+        print(
+            f"[{name}] {result.label}: {result.rate:,.0f} events/s, "
+            f"{result.peak_rss_kb / 1024:.0f} MB"
+            + (
+                f", spans {result.spans_received}/{result.spans_expected}"
+                if result.spans_expected
+                else ""
+            )
+            + (f", FAILED: {result.failure}" if result.failure else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"[{name}] logs in {work}", file=sys.stderr, flush=True)
+    return mode
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(
+        description="Benchmark eventtrace against its limits: parse-only, typed models, "
+        "replay and run, on the same generated data."
+    )
+    parser.add_argument("--events", type=int, help="watch frames (default 200000)")
+    parser.add_argument(
+        "--objects", type=int, help="pad to this many live objects (the memory mode)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="small and quick, for CI")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
+    parser.add_argument(
+        "--profile", action="store_true", help="run 3 and 4 under pyinstrument (slower)"
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the report here")
+    args = parser.parse_args()
+    paths = [path for path in args.paths.split(",") if path]
+    unknown = set(paths) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown paths {sorted(unknown)}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        plan = [("smoke", args.events or 3000, args.objects or 2000)]
+    elif args.events is None and args.objects is None:
+        plan = [("throughput", 200_000, 0), ("memory", 200_000, 100_000)]
+    else:
+        events, objects = args.events or 200_000, args.objects or 0
+        plan = [("memory" if objects else "throughput", events, objects)]
+    modes = [
+        run_mode(name, events, objects, args.seed, paths, args.profile)
+        for name, events, objects in plan
+    ]
+    command = " ".join(["python", "bench/pipeline.py", *sys.argv[1:]])
+    text = report(modes, command)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    failed = [
+        m for mode in modes for m in mode.results if m.spans_expected is not None and not m.ok
+    ]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
