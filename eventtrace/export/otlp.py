@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import struct
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, cast
 
 from opentelemetry.exporter.otlp.proto.grpc.exporter import InvalidCompressionValueException
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -32,6 +33,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -129,6 +131,187 @@ def to_readable_span(span: Span, resource: Resource | None = None) -> ReadableSp
     )
 
 
+# -- Span → OTLP protobuf bytes -------------------------------------------------------------
+#
+# The SDK's encoder walks ReadableSpans attribute by attribute in Python (~70 µs a span with
+# the conversion); this writes the same ExportTraceServiceRequest straight from our Spans
+# (~8 µs), field for field what `encode_spans(to_readable_span(...))` gives: spans grouped
+# by resource in order of first appearance, one scope, kind INTERNAL, status always set,
+# flags 0x100 (parent not remote). The gRPC exporter sends it (see `_GrpcExporter`).
+
+_SMALL_VARINTS = [bytes([value]) for value in range(128)]
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_double = struct.Struct("<d").pack
+_UINT64 = (1 << 64) - 1
+_SPAN_KIND_INTERNAL = b"\x30\x01"
+_SPAN_FLAGS = b"\x85\x01" + struct.pack("<I", 0x100)  # field 16, fixed32
+_STATUS_UNSET = b"\x7a\x00"  # field 15: an empty Status (code UNSET)
+_CACHE_LIMIT = 50_000
+# Attributes (nearly) unique to one event: not worth keeping encoded.
+_UNIQUE_KEYS = frozenset({"k8s.event.uid", "k8s.event.name", "k8s.event.message"})
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _any_value(value: AttributeValue) -> bytes:
+    if value is True or value is False:
+        return b"\x10\x01" if value else b"\x10\x00"  # bool_value
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())  # string_value
+    if isinstance(value, int):
+        return b"\x18" + _varint(value & _UINT64)  # int_value, two's complement
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)  # double_value
+    raise TypeError(f"attribute value {value!r} is not a str, bool, int or float")
+
+
+def _key_value(key: str, value: AttributeValue) -> bytes:
+    return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
+
+
+_KEYS: dict[str, bytes] = {}  # attribute key → its KeyValue.key field
+
+
+def _string_attribute(key: str, value: str) -> bytes:
+    """`_field(b"\\x4a", _key_value(key, value))` for a string value, faster."""
+    key_field = _KEYS.get(key)
+    if key_field is None:
+        key_field = _KEYS[key] = _field(b"\x0a", key.encode())
+    data = value.encode()
+    any_value = b"\x0a" + _varint(len(data)) + data
+    key_value = key_field + b"\x12" + _varint(len(any_value)) + any_value
+    return b"\x4a" + _varint(len(key_value)) + key_value
+
+
+class SpanEncoder:
+    """Our Spans as the bytes of an ExportTraceServiceRequest. Keeps what repeats (string
+    attributes, resources, names) encoded; bounded, so unique values cannot pile up."""
+
+    def __init__(self, scope: InstrumentationScope = SCOPE) -> None:
+        scope_bytes = _field(b"\x0a", scope.name.encode())
+        if scope.version:
+            scope_bytes += _field(b"\x12", scope.version.encode())
+        self._scope = _field(b"\x0a", scope_bytes)  # ScopeSpans.scope
+        self._attributes: dict[tuple[str, AttributeValue], bytes] = {}
+        self._resources: dict[tuple[tuple[str, AttributeValue], ...], bytes] = {}
+
+    def encode(self, spans: Sequence[Span]) -> bytes:
+        groups: dict[tuple[tuple[str, AttributeValue], ...], list[bytes]] = {}
+        for span in spans:
+            encoded = self.span(span)
+            group = groups.get(span.resource)
+            if group is None:
+                groups[span.resource] = [encoded]
+            else:
+                group.append(encoded)
+        request = []
+        for resource, encoded_spans in groups.items():
+            scope_spans = self._scope + b"".join(encoded_spans)
+            resource_spans = self._resource(resource) + _field(b"\x12", scope_spans)
+            request.append(_field(b"\x0a", resource_spans))
+        return b"".join(request)
+
+    def span(self, span: Span) -> bytes:
+        """One Span message, as a field-2 entry of ScopeSpans."""
+        fromhex = bytes.fromhex
+        name = span.name.encode()
+        parts = [
+            b"\x0a\x10",
+            fromhex(span.trace_id),
+            b"\x12\x08",
+            fromhex(span.span_id),
+            b"\x22\x08" + fromhex(span.parent_id) if span.parent_id else b"",
+            b"\x2a",
+            _varint(len(name)),
+            name,
+            _SPAN_KIND_INTERNAL,
+            b"\x39",
+            _pack_fixed64(span.start_ns),
+            b"\x41",
+            _pack_fixed64(span.end_ns),
+        ]
+        cache = self._attributes
+        for pair in span.attributes:
+            # Only string-valued pairs are kept, and no str equals an int, bool or float:
+            # a hit is always the right encoding.
+            encoded = cache.get(pair)
+            if encoded is None:
+                key, value = pair
+                if type(value) is str:
+                    encoded = _string_attribute(key, value)
+                else:
+                    encoded = _field(b"\x4a", _key_value(key, value))  # Span.attributes
+                if type(value) is str and key not in _UNIQUE_KEYS:
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[pair] = encoded
+            parts.append(encoded)
+        if span.status is SpanStatus.ERROR:
+            message = span.status_message
+            status = _field(b"\x12", message.encode()) if message else b""
+            parts.append(_field(b"\x7a", status + b"\x18\x02"))
+        else:
+            parts.append(_STATUS_UNSET)
+        parts.append(_SPAN_FLAGS)
+        body = b"".join(parts)
+        return b"\x12" + _varint(len(body)) + body
+
+    def _resource(self, attributes: tuple[tuple[str, AttributeValue], ...]) -> bytes:
+        """ResourceSpans.resource, field 1."""
+        encoded = self._resources.get(attributes)
+        if encoded is None:
+            if len(self._resources) >= MAX_CACHED_RESOURCES:
+                self._resources.clear()
+            body = b"".join(_field(b"\x0a", _key_value(k, v)) for k, v in attributes)
+            encoded = self._resources[attributes] = _field(b"\x0a", body)
+        return encoded
+
+
+class EncodedSpans:
+    """A batch for `_GrpcExporter.export`: our spans, encoded once, on first use."""
+
+    __slots__ = ("_encoder", "_payload", "spans")
+
+    def __init__(self, spans: Sequence[Span], encoder: SpanEncoder) -> None:
+        self.spans = spans
+        self._encoder = encoder
+        self._payload: bytes | None = None
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    @property
+    def payload(self) -> bytes:
+        if self._payload is None:
+            self._payload = self._encoder.encode(self.spans)
+        return self._payload
+
+
+class _GrpcExporter(GrpcSpanExporter):
+    """The SDK's gRPC exporter (transport, settings, retries), sending batches we encoded."""
+
+    def _translate_data(self, data: Any) -> ExportTraceServiceRequest:
+        if isinstance(data, EncodedSpans):
+            return cast(
+                ExportTraceServiceRequest, ExportTraceServiceRequest.FromString(data.payload)
+            )
+        return super()._translate_data(data)
+
+
 # -- configuration ------------------------------------------------------------------------
 
 
@@ -166,7 +349,7 @@ def build_exporter(protocol: str, endpoint: str | None) -> SpanExporter:
         if protocol == HTTP_PROTOBUF:
             return HttpSpanExporter(endpoint=http_traces_url(endpoint) if endpoint else None)
         # gRPC takes http://host:port, https://host:port and host:port as they are.
-        return GrpcSpanExporter(endpoint=endpoint.strip() if endpoint else None)
+        return _GrpcExporter(endpoint=endpoint.strip() if endpoint else None)
     except (ValueError, RuntimeError, InvalidCompressionValueException) as error:
         raise SettingsError(f"OTLP exporter ({protocol}): {error}") from error
 
@@ -210,6 +393,7 @@ class OtlpSink:
         self._capacity = settings.export_queue_size
         self._shutdown_timeout = shutdown_timeout
         self._resources = ResourceCache()
+        self._encoder = SpanEncoder()
 
         self._queue: deque[Span] = deque(maxlen=self._capacity)
         self._batch: list[Span] = []  # taken from the queue, not yet delivered
@@ -296,28 +480,32 @@ class OtlpSink:
 
     async def _deliver(self, batch: list[Span]) -> None:
         """Send one batch, retrying with backoff until it is accepted (or we are cancelled)."""
-        # Converting 512 spans takes milliseconds: off the event loop, like the export.
-        readable = await asyncio.to_thread(self._convert, batch)
+        # Encoding 512 spans takes milliseconds: off the event loop, like the export.
+        encoded = await asyncio.to_thread(self._convert, batch)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ExportFailed),
             wait=self._backoff,
             sleep=self._sleep,
             before_sleep=self._on_retry,
         )
-        await retrying(self._export_once, readable)
+        await retrying(self._export_once, encoded)
 
-    def _convert(self, batch: list[Span]) -> list[ReadableSpan]:
+    def _convert(self, batch: list[Span]) -> EncodedSpans | list[ReadableSpan]:
+        if isinstance(self._exporter, _GrpcExporter):
+            encoded = EncodedSpans(batch, self._encoder)
+            encoded.payload  # noqa: B018  (encode now, in this thread, once for all attempts)
+            return encoded
         return [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
 
-    async def _export_once(self, readable: list[ReadableSpan]) -> None:
+    async def _export_once(self, readable: EncodedSpans | list[ReadableSpan]) -> None:
         # Shielded: if the deadline cancels us mid-export, __aexit__ still learns the outcome.
         self._attempt = asyncio.ensure_future(asyncio.to_thread(self._export_blocking, readable))
         if not await asyncio.shield(self._attempt):
             raise ExportFailed
 
-    def _export_blocking(self, readable: list[ReadableSpan]) -> bool:
+    def _export_blocking(self, readable: EncodedSpans | list[ReadableSpan]) -> bool:
         try:
-            return self._exporter.export(readable) is SpanExportResult.SUCCESS
+            return self._exporter.export(readable) is SpanExportResult.SUCCESS  # type: ignore[arg-type]
         except Exception:  # the exporter's bug or a broken transport: retry like a failure
             log.exception("OTLP export to %s raised", self._endpoint)
             return False
