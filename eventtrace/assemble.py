@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from eventtrace import ids
 from eventtrace.model import (
     AttributeValue,
-    EventState,
     KubeObject,
     ObjectRef,
     Occurrence,
@@ -49,17 +49,22 @@ class TraceRules:
 
 @dataclass(slots=True)
 class _EventNote:
-    """The first occurrence of one event in an episode: a candidate cause."""
+    """The first occurrence of one event in an episode: a candidate cause. Only what the
+    cause rules read, not the whole EventState: episodes keep these until they close."""
 
     span_id: str
     start_ns: int
-    event: EventState
+    name: str
+    message: str
+    component: str
+    instance: str
 
 
 @dataclass(slots=True)
 class _ObjectEntry:
     link: Link
     owner: str | None  # identity of its owner on the chain
+    span_id: str  # its object span's id in this episode
     start_ns: int  # its own occurrences; the subtree extent is computed at close
     end_ns: int
     events: dict[str, _EventNote] = field(default_factory=dict)  # by event uid
@@ -137,23 +142,35 @@ class Assembler:
     def _record(self, episode: Episode, occurrence: Occurrence, chain: Chain) -> Span:
         event = occurrence.event
         span_id = ids.event_span_id(event.uid, event.count)
-        owners = [link.identity for link in chain[1:]] + [None]
-        for link, owner in zip(chain, owners, strict=True):
-            if link.identity not in episode.objects:
-                episode.objects[link.identity] = _ObjectEntry(
-                    link, owner, start_ns=_NEVER_START, end_ns=_NEVER_END
+        objects = episode.objects
+        owner: str | None = None
+        for link in reversed(chain):  # root first, so each link's owner is at hand
+            identity = link.identity
+            if identity not in objects:
+                objects[identity] = _ObjectEntry(
+                    link,
+                    owner,
+                    ids.object_span_id(episode.trace_id, identity),
+                    start_ns=_NEVER_START,
+                    end_ns=_NEVER_END,
                 )
-        involved = episode.objects[chain[0].identity]
-        involved.start_ns = min(involved.start_ns, occurrence.start_ns)
-        involved.end_ns = max(involved.end_ns, occurrence.end_ns)
+            owner = identity
+        involved = objects[chain[0].identity]
+        start = occurrence.start_ns
+        if start < involved.start_ns:
+            involved.start_ns = start
+        if occurrence.end_ns > involved.end_ns:
+            involved.end_ns = occurrence.end_ns
         note = involved.events.get(event.uid)
-        if note is None or (occurrence.start_ns, span_id) < (note.start_ns, note.span_id):
-            involved.events[event.uid] = _EventNote(span_id, occurrence.start_ns, event)
+        if note is None or (start, span_id) < (note.start_ns, note.span_id):
+            involved.events[event.uid] = _EventNote(
+                span_id, start, event.name, event.message, event.component, event.instance
+            )
         return event_span(
             occurrence,
             trace_id=episode.trace_id,
             span_id=span_id,
-            parent_id=ids.object_span_id(episode.trace_id, involved.link.identity),
+            parent_id=involved.span_id,
             involved=involved.link,
             cluster=self.rules.cluster_name,
         )
@@ -188,16 +205,16 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
         if cause is not None:
             parent_id: str | None = cause.span_id
         elif entry.owner is not None:
-            parent_id = ids.object_span_id(episode.trace_id, entry.owner)
+            parent_id = episode.objects[entry.owner].span_id
         else:
             parent_id = None
-        service = (cause.event.component if cause else "") or root_manager or FALLBACK_SERVICE
-        instance = cause.event.instance if cause else ""
+        service = (cause.component if cause else "") or root_manager or FALLBACK_SERVICE
+        instance = cause.instance if cause else ""
         start, end = extent[identity]
         spans.append(
             Span(
                 trace_id=episode.trace_id,
-                span_id=ids.object_span_id(episode.trace_id, identity),
+                span_id=entry.span_id,
                 parent_id=parent_id,
                 name=entry.link.ref.display_name,
                 kind=SpanKind.OBJECT,
@@ -217,10 +234,10 @@ def _cause(entry: _ObjectEntry, episode: Episode) -> _EventNote | None:
     assert entry.owner is not None
     owner = episode.objects[entry.owner]
     name = entry.link.ref.name
-    candidates = [note for note in owner.events.values() if names(note.event.message, name)]
+    candidates = [note for note in owner.events.values() if names(note.message, name)]
     if not candidates:
         return None
-    return min(candidates, key=lambda note: (note.start_ns, note.event.name, note.span_id))
+    return min(candidates, key=lambda note: (note.start_ns, note.name, note.span_id))
 
 
 def _spec_manager(known: KubeObject | None) -> str:
@@ -253,6 +270,7 @@ def event_span(
     )
 
 
+@lru_cache(maxsize=4096)  # a few per component and node: the same tuple, built once
 def _resource(service: str, instance: str, cluster: str) -> tuple[tuple[str, AttributeValue], ...]:
     items: list[tuple[str, AttributeValue]] = [
         ("k8s.cluster.name", cluster),
@@ -326,7 +344,9 @@ def _semconv(resolved: ObjectRef, reported: ObjectRef) -> dict[str, AttributeVal
 
 def _compact(attributes: dict[str, AttributeValue]) -> tuple[tuple[str, AttributeValue], ...]:
     """Sorted, without empty strings: the same attributes always serialize the same way."""
-    return tuple(sorted((key, value) for key, value in attributes.items() if value != ""))
+    items = [item for item in attributes.items() if item[1] != ""]
+    items.sort()  # keys are unique: only they are compared
+    return tuple(items)
 
 
 def spans_in_order(spans: Iterable[Span]) -> list[Span]:

@@ -8,7 +8,7 @@ assembler. `run` and `replay` drive the same object; only where "now" comes from
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from eventtrace.assemble import Assembler, TraceRules
 from eventtrace.model import EventState, KubeObject, Span
@@ -20,11 +20,10 @@ _SECOND = 1_000_000_000
 EVENT_MEMORY_NS = 3 * 3600 * _SECOND
 
 
-@dataclass(order=True, slots=True)
-class _Pending:
-    key: tuple[int, int, str, str, str]
-    arrived: int = field(compare=False)
-    state: EventState = field(compare=False)
+# What waits in the reorder window: (state.sort_key, arrival number, arrival time, state).
+# A plain tuple, so the heap compares in C; the arrival number only orders states whose
+# sort keys are equal (the same version of the same event), and never reaches `state`.
+_Pending = tuple[tuple[int, int, str, str, str], int, int, EventState]
 
 
 @dataclass(slots=True)
@@ -34,7 +33,15 @@ class PipelineStats:
 
 
 class Pipeline:
-    __slots__ = ("_pending", "assembler", "index", "reorder_window_ns", "stats", "tracker")
+    __slots__ = (
+        "_arrivals",
+        "_pending",
+        "assembler",
+        "index",
+        "reorder_window_ns",
+        "stats",
+        "tracker",
+    )
 
     def __init__(
         self, rules: TraceRules, reorder_window_ns: int, index: ObjectIndex | None = None
@@ -45,6 +52,7 @@ class Pipeline:
         self.assembler = Assembler(rules)
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
+        self._arrivals = 0
 
     @property
     def pending(self) -> int:
@@ -56,15 +64,17 @@ class Pipeline:
     def offer(self, state: EventState, now: int) -> None:
         """An event state arrived. It waits out the reorder window before it counts."""
         self.index.learn_from(state)
-        heapq.heappush(self._pending, _Pending(state.sort_key, now, state))
+        self._arrivals += 1
+        heapq.heappush(self._pending, (state.sort_key, self._arrivals, now, state))
 
     def release(self, now: int) -> list[Span]:
         """Process what has waited out the window, in occurrence-time order; close what is
         due by `now`."""
         spans: list[Span] = []
         pending = self._pending
-        while pending and pending[0].arrived + self.reorder_window_ns <= now:
-            spans.extend(self._process(heapq.heappop(pending).state, now))
+        window = self.reorder_window_ns
+        while pending and pending[0][2] + window <= now:
+            spans.extend(self._process(heapq.heappop(pending)[3], now))
         spans.extend(self.assembler.close_due(now))
         return spans
 
@@ -77,7 +87,7 @@ class Pipeline:
         pending = self._pending
         processed = 0
         while pending:
-            state = heapq.heappop(pending).state
+            state = heapq.heappop(pending)[3]
             clock = state.last_ns if now is None else now
             spans.extend(self._process(state, clock))
             processed += 1

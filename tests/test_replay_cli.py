@@ -168,7 +168,10 @@ def test_replay_over_otlp_delivers_exactly_what_the_pipeline_made(otlp_receiver)
     says the same as the JSON-lines output of the same replay (ids, parents, times,
     attributes, resources)."""
     expected = jsonl_spans(eventtrace("replay", str(KIND_CAPTURE), "--output", "jsonl").stdout)
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.http_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
     result = eventtrace("replay", str(KIND_CAPTURE), "--output", "otlp", env=env)
     assert result.returncode == 0, result.stderr
     received = otlp_receiver.wait_for_spans_blocking(26, within=10)
