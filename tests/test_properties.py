@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from itertools import pairwise
 from typing import Any
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from eventtrace.assemble import TraceRules
 from eventtrace.model import EventState, KubeObject, SpanKind
+from eventtrace.owners import names
 from eventtrace.pipeline import Pipeline, trace_recording
 from eventtrace.source.parse import parse_event, parse_object
 from helpers import core_event, kube_object, ref
@@ -170,3 +172,16 @@ def test_live_arrivals_out_of_order_within_the_reorder_window_change_nothing(clu
         pipeline.offer(state, arrived)
     spans += pipeline.drain(now=arrivals[-1][0] + window)
     assert sorted(spans, key=lambda span: span.span_id) == reference
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(alphabet="ab1-._ :/é\t", max_size=24),
+    st.text(alphabet="ab1-.", min_size=1, max_size=4),
+)
+def test_names_is_the_whole_word_rule(message: str, name: str) -> None:
+    """`names` (hand-written for speed) agrees with the rule as a regular expression:
+    NAME not preceded by a word character, '.' or '-', and not followed by a word
+    character, '-', or a '.' that goes on with a word character."""
+    rule = re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)", message) is not None
+    assert names(message, name) == rule
