@@ -304,7 +304,11 @@ def _event_attributes(
     }
     if ref.namespace:
         attributes["k8s.namespace.name"] = ref.namespace
-    attributes.update(_semconv(involved.ref, ref))
+    semconv = _SEMCONV_KEYS.get(ref.kind)
+    if semconv is not None:  # _semconv, inline: it may override k8s.node.name
+        attributes[semconv[0]] = ref.name
+        if attributes["k8s.object.uid"]:
+            attributes[semconv[1]] = attributes["k8s.object.uid"]
     return _compact(attributes)
 
 
@@ -342,9 +346,13 @@ def _semconv(resolved: ObjectRef, reported: ObjectRef) -> dict[str, AttributeVal
     return pair
 
 
+# (k8s.<kind>.name, k8s.<kind>.uid) by kind.
+_SEMCONV_KEYS = {kind: (f"{prefix}.name", f"{prefix}.uid") for kind, prefix in _SEMCONV.items()}
+
+
 def _compact(attributes: dict[str, AttributeValue]) -> tuple[tuple[str, AttributeValue], ...]:
     """Sorted, without empty strings: the same attributes always serialize the same way."""
-    items = [item for item in attributes.items() if item[1] != ""]
+    items = [(key, value) for key, value in attributes.items() if value or value != ""]
     items.sort()  # keys are unique: only they are compared
     return tuple(items)
 

@@ -34,12 +34,15 @@ def identity_of(ref: ObjectRef, known: KubeObject | None) -> str:
 class ObjectIndex:
     """What is known of objects, by uid and by kind/namespace/name, plus owner hints."""
 
-    __slots__ = ("_by_key", "_by_uid", "_hints")
+    __slots__ = ("_by_key", "_by_uid", "_hints", "_links")
 
     def __init__(self) -> None:
         self._by_uid: dict[str, KubeObject] = {}
         self._by_key: dict[tuple[str, str, str], KubeObject] = {}
         self._hints: dict[tuple[str, str, str], ObjectRef] = {}
+        # The Link of each known object (with a uid) that has been on a chain: chains are
+        # built twice per event, and their links are the same as long as the object is.
+        self._links: dict[str, Link] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -51,6 +54,7 @@ class ObjectIndex:
             return
         if obj.ref.uid:
             self._by_uid[obj.ref.uid] = obj
+            self._links.pop(obj.ref.uid, None)
         current = self._by_key.get(obj.ref.key)
         if (
             current is None
@@ -62,6 +66,9 @@ class ObjectIndex:
     def forget(self, obj: KubeObject) -> None:
         if self._by_uid.get(obj.ref.uid) is obj:
             del self._by_uid[obj.ref.uid]
+        link = self._links.get(obj.ref.uid)
+        if link is not None and link.known is obj:
+            del self._links[obj.ref.uid]
         if self._by_key.get(obj.ref.key) is obj:
             del self._by_key[obj.ref.key]
 
@@ -94,14 +101,22 @@ class ObjectIndex:
         ownerReference says and end it; cycles are cut at the first repeat."""
         links: list[Link] = []
         seen: set[str] = set()
+        cached = self._links
         ref: ObjectRef | None = involved
         while ref is not None:
             known = self.find(ref)
-            identity = identity_of(ref, known)
+            if known is not None and known.ref.uid:
+                identity = known.ref.uid
+                link = cached.get(identity)
+                if link is None or link.known is not known:
+                    link = cached[identity] = Link(identity, known.ref, known)
+            else:
+                identity = identity_of(ref, known)
+                link = Link(identity, known.ref if known is not None else ref, known)
             if identity in seen:
                 break
             seen.add(identity)
-            links.append(Link(identity, known.ref if known is not None else ref, known))
+            links.append(link)
             ref = known.controller if known is not None else self.hinted_owner(ref)
         return tuple(links)
 
@@ -128,13 +143,19 @@ _CHILD_PATTERNS: tuple[tuple[frozenset[str], re.Pattern[str], str], ...] = (
 )
 
 
+# The same, by owner kind, in the same order.
+_CHILD_PATTERNS_BY_KIND: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+for _kinds, _pattern, _child_kind in _CHILD_PATTERNS:
+    for _kind in sorted(_kinds):
+        _CHILD_PATTERNS_BY_KIND.setdefault(_kind, []).append((_pattern, _child_kind))
+
+
 def owner_hint(event: EventState) -> tuple[tuple[str, str, str], ObjectRef] | None:
     owner = event.involved
-    for kinds, pattern, child_kind in _CHILD_PATTERNS:
-        if owner.kind in kinds:
-            match = pattern.match(event.message)
-            if match:
-                return ((child_kind, owner.namespace, match.group(1)), owner)
+    for pattern, child_kind in _CHILD_PATTERNS_BY_KIND.get(owner.kind, ()):
+        match = pattern.match(event.message)
+        if match:
+            return ((child_kind, owner.namespace, match.group(1)), owner)
     return None
 
 
