@@ -350,11 +350,20 @@ def _semconv(resolved: ObjectRef, reported: ObjectRef) -> dict[str, AttributeVal
 _SEMCONV_KEYS = {kind: (f"{prefix}.name", f"{prefix}.uid") for kind, prefix in _SEMCONV.items()}
 
 
+# The sorted order of each set of attribute keys (there are a few dozen: by kind, whether
+# namespaced, whether a uid is known), so spans need not sort their keys one by one.
+_KEY_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def _compact(attributes: dict[str, AttributeValue]) -> tuple[tuple[str, AttributeValue], ...]:
     """Sorted, without empty strings: the same attributes always serialize the same way."""
-    items = [(key, value) for key, value in attributes.items() if value or value != ""]
-    items.sort()  # keys are unique: only they are compared
-    return tuple(items)
+    keys = tuple(attributes)
+    order = _KEY_ORDERS.get(keys)
+    if order is None:
+        if len(_KEY_ORDERS) >= 1024:
+            _KEY_ORDERS.clear()
+        order = _KEY_ORDERS[keys] = tuple(sorted(keys))
+    return tuple([(key, value) for key in order if (value := attributes[key]) or value != ""])
 
 
 def spans_in_order(spans: Iterable[Span]) -> list[Span]:
