@@ -64,6 +64,8 @@ ABORT_GRACE = 1.0
 # A full queue that drains below this fraction ends a drop burst (next drop warns again).
 BURST_END_FRACTION = 0.5
 MAX_CACHED_RESOURCES = 10_000
+# room() stops waiting for an export that has taken this long: the backend is in trouble.
+ROOM_STALL_SECONDS = 2.0
 
 
 def _version() -> str:
@@ -404,6 +406,10 @@ class OtlpSink:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self._exporter_shut_down = False
+        self._failing = False  # the latest attempt failed: the backend is down or refusing
+        self._attempt_started: float | None = None  # monotonic, while an export runs
+        self._room = asyncio.Event()  # see room()
+        self._room.set()
 
     @property
     def endpoint(self) -> str:
@@ -418,6 +424,7 @@ class OtlpSink:
     async def __aenter__(self) -> Self:
         self._worker = asyncio.create_task(self._run(), name="eventtrace-otlp-export")
         self._worker.add_done_callback(_log_crash)
+        self._worker.add_done_callback(lambda _: self._room.set())  # room() waits no more
         return self
 
     async def __aexit__(
@@ -434,6 +441,26 @@ class OtlpSink:
         finally:
             self._closed = True
             await asyncio.to_thread(self._shutdown_exporter)
+
+    async def room(self) -> None:
+        """Wait until the queue is at most half full, so what comes next need not push
+        anything out: backpressure for a producer faster than the backend (a re-list of an
+        hour of events, a replay). Returns at once while exports fail or once the sink is
+        closing: then the bounded queue drops the oldest, as above."""
+        while (
+            len(self._queue) > self._capacity // 2
+            and not self._failing
+            and not self._closed
+            and not self._closing.is_set()
+            and self._worker is not None
+            and not self._worker.done()
+        ):
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), ROOM_STALL_SECONDS / 4)
+            started = self._attempt_started
+            if started is not None and time.monotonic() - started > ROOM_STALL_SECONDS:
+                return  # one export this slow: the backend is in trouble, don't wait on it
 
     def submit(self, spans: Sequence[Span]) -> None:
         if not spans:
@@ -498,6 +525,7 @@ class OtlpSink:
         return [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
 
     async def _export_once(self, readable: EncodedSpans | list[ReadableSpan]) -> None:
+        self._attempt_started = time.monotonic()
         # Shielded: if the deadline cancels us mid-export, __aexit__ still learns the outcome.
         self._attempt = asyncio.ensure_future(asyncio.to_thread(self._export_blocking, readable))
         if not await asyncio.shield(self._attempt):
@@ -523,6 +551,8 @@ class OtlpSink:
             await asyncio.wait_for(self._closing.wait(), delay)
 
     def _on_retry(self, retry_state: RetryCallState) -> None:
+        self._failing = True
+        self._room.set()  # don't hold producers back while the backend is down
         self._metrics.export_retries.inc()
         log.warning(
             "OTLP export of %d spans to %s failed (attempt %d); retrying in %.1fs, "
@@ -542,6 +572,7 @@ class OtlpSink:
         if worker is None:
             return
         self._closing.set()
+        self._room.set()
         self._wakeup.set()
         try:
             await asyncio.wait({worker}, timeout=self._shutdown_timeout)
@@ -611,6 +642,10 @@ class OtlpSink:
         self._dropped_in_burst += count
 
     def _record_delivered(self, batch: list[Span]) -> None:
+        self._failing = False
+        self._attempt_started = None
+        if len(self._queue) <= self._capacity // 2:
+            self._room.set()
         by_kind = Counter(span.kind.value for span in batch)
         for kind, count in by_kind.items():
             self._metrics.spans_exported.labels(kind=kind).inc(count)
