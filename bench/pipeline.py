@@ -97,8 +97,14 @@ def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+# --source: measure the eventtrace of another checkout (PYTHONPATH for every child).
+SOURCE: Path | None = None
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTTRACE_", "OTEL_"))}
+    if SOURCE is not None:
+        env["PYTHONPATH"] = str(SOURCE)
     env.update(extra)
     return env
 
@@ -292,7 +298,7 @@ def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
                 stdout=err,
                 stderr=subprocess.STDOUT,
                 env=child_env(OTEL_EXPORTER_OTLP_INSECURE="true"),
-                cwd=ROOT,
+                cwd=SOURCE or ROOT,  # `-m` looks in the working directory first
             )
             first, failure = _wait_until_done(proc, metrics_port, events)
             proc.send_signal(signal.SIGTERM)
@@ -474,6 +480,19 @@ def _expect(directory: Path) -> dict[str, Any]:
 # -- the table ------------------------------------------------------------------------
 
 
+def _revision(checkout: Path) -> str:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+    return head.stdout.strip()
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
@@ -566,7 +585,7 @@ FOOTNOTES = f"""\
 def report(modes: list[Mode], command: str) -> str:
     info = machine()
     parts = [
-        f"Command: `{command}`",
+        f"Command: `{command}",
         "",
         f"Machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']} RAM, "
         f"Python {info['python']}, {info['os']}",
@@ -666,7 +685,12 @@ def main() -> int:
         "--profile", action="store_true", help="run 3 and 4 under pyinstrument (slower)"
     )
     parser.add_argument("--markdown", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--source", type=Path, help="measure the eventtrace package of this checkout instead"
+    )
     args = parser.parse_args()
+    global SOURCE
+    SOURCE = args.source.resolve() if args.source else None
     paths = [path for path in args.paths.split(",") if path]
     unknown = set(paths) - set(PATHS)
     if unknown:
@@ -684,6 +708,8 @@ def main() -> int:
         for name, events, objects in plan
     ]
     command = " ".join(["python", "bench/pipeline.py", *sys.argv[1:]])
+    command += f"` (eventtrace {_revision(SOURCE or ROOT)}"
+    command += f" from {SOURCE})" if SOURCE is not None else ")"
     text = report(modes, command)
     print(text)
     if args.markdown:

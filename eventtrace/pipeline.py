@@ -67,16 +67,28 @@ class Pipeline:
         self._arrivals += 1
         heapq.heappush(self._pending, (state.sort_key, self._arrivals, now, state))
 
-    def release(self, now: int) -> list[Span]:
+    def release(self, now: int, *, budget: int | None = None) -> list[Span]:
         """Process what has waited out the window, in occurrence-time order; close what is
-        due by `now`."""
+        due by `now`.
+
+        With a `budget`, stop once that many spans are out, so a caller can hand them on
+        and wait for room before asking for more (`due` says whether more is waiting):
+        the rest stays pending, in order, for the next call. Episodes are closed once
+        nothing due is left."""
         spans: list[Span] = []
         pending = self._pending
         window = self.reorder_window_ns
         while pending and pending[0][2] + window <= now:
             spans.extend(self._process(heapq.heappop(pending)[3], now))
+            if budget is not None and len(spans) >= budget:
+                return spans
         spans.extend(self.assembler.close_due(now))
         return spans
+
+    def due(self, now: int) -> bool:
+        """Is anything waiting that has waited out the window by `now`?"""
+        pending = self._pending
+        return bool(pending) and pending[0][2] + self.reorder_window_ns <= now
 
     def drain(self, now: int | None = None) -> list[Span]:
         """Process everything pending and close every episode (shutdown, end of replay).
