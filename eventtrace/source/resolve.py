@@ -112,6 +112,9 @@ class Resolver:
             ref = await self._queue.get()
             try:
                 await self._fetch_chain(ref)
+            except Exception as error:  # a lookup must never stop the lookups
+                self.metrics.owner_lookups.labels(result="error").inc()
+                log.warning("looking up %s failed: %s", ref.display_name, error)
             finally:
                 self._wanted.discard(ref.key)
 
