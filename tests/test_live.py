@@ -601,3 +601,18 @@ async def test_a_bad_kubeconfig_context_exits_1(apiserver) -> None:
     assert code == 1
     assert last_line(stderr).startswith("eventtrace: cannot use the Kubernetes credentials:")
     assert "nope" in last_line(stderr)
+
+
+async def test_without_events_k8s_io_the_core_api_is_watched(apiserver, start_run) -> None:
+    """Discovery decides: a server without events.k8s.io/v1 is watched through core/v1."""
+    api: ApiServer = apiserver
+    api.faults.fail(404, path="/apis/events.k8s.io", times=None)
+    the_pod = api.create(pod("p1"))
+    live = await start_run()
+    event = kubelet(api, the_pod, "Pulled", "through core/v1")
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(event): 1})
+    paths = {r.path for r in api.requests.matching(resource="events") if r.status == 200}
+    assert paths == {"/api/v1/events"}
+    assert "events (v1) in all namespaces" in live.log()
