@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from eventtrace import ids
 from eventtrace.model import (
@@ -47,10 +48,10 @@ class TraceRules:
     trace_max_ns: int
 
 
-@dataclass(slots=True)
-class _EventNote:
+class _EventNote(NamedTuple):
     """The first occurrence of one event in an episode: a candidate cause. Only what the
-    cause rules read, not the whole EventState: episodes keep these until they close."""
+    cause rules read, not the whole EventState: episodes keep these until they close (a
+    tuple of strings and ints, which the garbage collector stops tracking)."""
 
     span_id: str
     start_ns: int

@@ -3,15 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from eventtrace.model import EventState, Occurrence
-
-
-@dataclass(slots=True)
-class _Seen:
-    count: int
-    last_ns: int
 
 
 class OccurrenceTracker:
@@ -20,7 +12,9 @@ class OccurrenceTracker:
     __slots__ = ("_seen",)
 
     def __init__(self) -> None:
-        self._seen: dict[str, _Seen] = {}
+        # uid → (highest count, latest occurrence): plain tuples of ints, which the
+        # garbage collector stops tracking (it keeps these for hours, by the thousand).
+        self._seen: dict[str, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -28,15 +22,15 @@ class OccurrenceTracker:
     def observe(self, state: EventState) -> Occurrence | None:
         seen = self._seen.get(state.uid)
         if seen is None:
-            self._seen[state.uid] = _Seen(state.count, state.last_ns)
+            self._seen[state.uid] = (state.count, state.last_ns)
             # First sight: one span from the first to the last occurrence, however many.
             return Occurrence(
                 state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns
             )
-        if state.count <= seen.count:
+        previous_count, previous_last = seen
+        if state.count <= previous_count:
             return None
-        previous_count, previous_last = seen.count, seen.last_ns
-        seen.count, seen.last_ns = state.count, max(previous_last, state.last_ns)
+        self._seen[state.uid] = (state.count, max(previous_last, state.last_ns))
         # One new occurrence happened at its lastTimestamp; a jump (updates missed) spans
         # the time since the last occurrence we saw.
         jumped = state.count - previous_count > 1
@@ -45,7 +39,7 @@ class OccurrenceTracker:
 
     def forget_older_than(self, cutoff_ns: int) -> int:
         """Drop events not seen since `cutoff_ns` (the API server keeps events ~1 h)."""
-        stale = [uid for uid, seen in self._seen.items() if seen.last_ns < cutoff_ns]
+        stale = [uid for uid, (_, last_ns) in self._seen.items() if last_ns < cutoff_ns]
         for uid in stale:
             del self._seen[uid]
         return len(stale)

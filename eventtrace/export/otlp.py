@@ -33,7 +33,10 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -303,14 +306,37 @@ class EncodedSpans:
         return self._payload
 
 
-class _GrpcExporter(GrpcSpanExporter):
-    """The SDK's gRPC exporter (transport, settings, retries), sending batches we encoded."""
+class _RawTraceService:
+    """TraceService's stub, taking a request as its protobuf bytes as well as a message."""
 
-    def _translate_data(self, data: Any) -> ExportTraceServiceRequest:
+    def __init__(self, channel: Any) -> None:
+        self.Export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=_serialize_request,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+            _registered_method=True,
+        )
+
+
+def _serialize_request(request: bytes | ExportTraceServiceRequest) -> bytes:
+    if isinstance(request, bytes):
+        return request
+    return cast(bytes, request.SerializeToString())
+
+
+class _GrpcExporter(GrpcSpanExporter):
+    """The SDK's gRPC exporter (transport, settings, retries), sending batches we encoded:
+    as they are where its channel takes bytes, else parsed back into the message."""
+
+    def _initialize_channel_and_stub(self) -> None:
+        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+        self._client = _RawTraceService(self._channel)  # type: ignore[assignment]
+
+    def _translate_data(self, data: Any) -> Any:
         if isinstance(data, EncodedSpans):
-            return cast(
-                ExportTraceServiceRequest, ExportTraceServiceRequest.FromString(data.payload)
-            )
+            if isinstance(getattr(self, "_client", None), _RawTraceService):
+                return data.payload
+            return ExportTraceServiceRequest.FromString(data.payload)
         return super()._translate_data(data)
 
 

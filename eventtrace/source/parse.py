@@ -373,35 +373,66 @@ def _either_of(raw: dict[str, Any], core: str, events_v1: str) -> Any:
 
 
 def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rejected | None:
+    str_ = str
     try:
         meta = raw.get("metadata")
         if type(meta) is not dict:
             raise _UNSURE
-        meta_name, meta_namespace = _text(meta, "name"), _text(meta, "namespace")
-        meta_uid, meta_version = _text(meta, "uid"), _text(meta, "resourceVersion")
-        created = _opt_time(meta.get("creationTimestamp"))
-        involved = _named(_either_of(raw, "involvedObject", "regarding"))
-        kind, name = involved["kind"], involved["name"]
-        namespace, uid = _text(involved, "namespace"), _text(involved, "uid")
-        api_version, field_path = _text(involved, "apiVersion"), _text(involved, "fieldPath")
-        reason = _text(raw, "reason")
-        message = _opt_text(_either_of(raw, "message", "note"))
-        type_ = raw.get("type", "Normal")
-        if type(type_) is not str:
+        meta_name = meta.get("name", "")
+        meta_namespace = meta.get("namespace", "")
+        meta_uid = meta.get("uid", "")
+        meta_version = meta.get("resourceVersion", "")
+        if (
+            type(meta_name) is not str_
+            or type(meta_namespace) is not str_
+            or type(meta_uid) is not str_
+            or type(meta_version) is not str_
+        ):
             raise _UNSURE
-        source = _either_of(raw, "source", "deprecatedSource")
+        created = meta.get("creationTimestamp")
+        if created is not None:
+            created = _opt_time(created)
+        involved = _named(
+            raw["involvedObject"] if "involvedObject" in raw else raw.get("regarding")
+        )
+        kind, name = involved["kind"], involved["name"]
+        namespace = involved.get("namespace", "")
+        uid = involved.get("uid", "")
+        api_version = involved.get("apiVersion", "")
+        field_path = involved.get("fieldPath", "")
+        if (
+            type(namespace) is not str_
+            or type(uid) is not str_
+            or type(api_version) is not str_
+            or type(field_path) is not str_
+        ):
+            raise _UNSURE
+        reason = raw.get("reason", "")
+        message = raw["message"] if "message" in raw else raw.get("note")
+        type_ = raw.get("type", "Normal")
+        if (
+            type(reason) is not str_
+            or type(type_) is not str_
+            or (message is not None and type(message) is not str_)
+        ):
+            raise _UNSURE
+        source = raw["source"] if "source" in raw else raw.get("deprecatedSource")
         if source is None:
             component = host = ""
         elif type(source) is dict:
-            component, host = _text(source, "component"), _text(source, "host")
+            component, host = source.get("component", ""), source.get("host", "")
+            if type(component) is not str_ or type(host) is not str_:
+                raise _UNSURE
         else:
             raise _UNSURE
         first_time = _opt_time(_either_of(raw, "firstTimestamp", "deprecatedFirstTimestamp"))
         last_time = _opt_time(_either_of(raw, "lastTimestamp", "deprecatedLastTimestamp"))
-        count = _either_of(raw, "count", "deprecatedCount")
+        count = raw["count"] if "count" in raw else raw.get("deprecatedCount")
         if count is not None and type(count) is not int:
             raise _UNSURE
-        event_time = _opt_time(raw.get("eventTime"))
+        event_time = raw.get("eventTime")
+        if event_time is not None:
+            event_time = _opt_time(event_time)
         series = raw.get("series")
         series_count = 0
         series_last: int | None = None
@@ -412,9 +443,15 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
             if type(series_count) is not int or series_count < 0:
                 raise _UNSURE
             series_last = _opt_time(series.get("lastObservedTime"))
-        action = _opt_text(raw.get("action"))
-        reporting = _opt_text(_either_of(raw, "reportingComponent", "reportingController"))
-        reporting_instance = _opt_text(raw.get("reportingInstance"))
+        action = raw.get("action")
+        reporting = _either_of(raw, "reportingComponent", "reportingController")
+        reporting_instance = raw.get("reportingInstance")
+        if (
+            (action is not None and type(action) is not str_)
+            or (reporting is not None and type(reporting) is not str_)
+            or (reporting_instance is not None and type(reporting_instance) is not str_)
+        ):
+            raise _UNSURE
     except _Unsure:
         return None
 
@@ -443,13 +480,7 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
         reason=_intern(reason or "Unknown"),
         message=_bounded(message or "", max_message_bytes),
         type=_intern(type_ or "Normal"),
-        involved=ObjectRef(
-            kind=_intern(kind),
-            name=name,
-            namespace=_intern(namespace),
-            uid=uid,
-            api_version=_intern(api_version),
-        ),
+        involved=_object_ref(kind, name, namespace, uid, api_version),
         count=event_count,
         first_ns=first,
         last_ns=last_ns,
@@ -460,6 +491,27 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
         action=_intern(action or ""),
         resource_version=meta_version,
     )
+
+
+# The involved-object references seen lately: the events of one object share one.
+_REFS: dict[tuple[str, str, str, str, str], ObjectRef] = {}
+_REFS_LIMIT = 50_000
+
+
+def _object_ref(kind: str, name: str, namespace: str, uid: str, api_version: str) -> ObjectRef:
+    key = (kind, name, namespace, uid, api_version)
+    ref = _REFS.get(key)
+    if ref is None:
+        if len(_REFS) >= _REFS_LIMIT:
+            _REFS.clear()
+        ref = _REFS[key] = ObjectRef(
+            kind=_intern(kind),
+            name=name,
+            namespace=_intern(namespace),
+            uid=uid,
+            api_version=_intern(api_version),
+        )
+    return ref
 
 
 def _fast_object(raw: dict[str, Any]) -> KubeObject | Rejected | None:
