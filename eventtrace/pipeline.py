@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import Any
 
 from eventtrace.assemble import Assembler, TraceRules
 from eventtrace.model import EventState, KubeObject, Span
@@ -20,10 +21,11 @@ _SECOND = 1_000_000_000
 EVENT_MEMORY_NS = 3 * 3600 * _SECOND
 
 
-# What waits in the reorder window: (state.sort_key, arrival number, arrival time, state).
-# A plain tuple, so the heap compares in C; the arrival number only orders states whose
-# sort keys are equal (the same version of the same event), and never reaches `state`.
-_Pending = tuple[tuple[int, int, str, str, str], int, int, EventState]
+# What waits in the reorder window: (*state.sort_key, arrival number, arrival time, state).
+# One flat tuple, so the heap compares in C and a waiting event costs one tuple; the
+# arrival number only orders states whose sort keys are equal (the same version of the
+# same event), and never reaches `state`.
+_Pending = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -65,7 +67,7 @@ class Pipeline:
         """An event state arrived. It waits out the reorder window before it counts."""
         self.index.learn_from(state)
         self._arrivals += 1
-        heapq.heappush(self._pending, (state.sort_key, self._arrivals, now, state))
+        heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
 
     def release(self, now: int, *, budget: int | None = None) -> list[Span]:
         """Process what has waited out the window, in occurrence-time order; close what is
@@ -78,8 +80,8 @@ class Pipeline:
         spans: list[Span] = []
         pending = self._pending
         window = self.reorder_window_ns
-        while pending and pending[0][2] + window <= now:
-            spans.extend(self._process(heapq.heappop(pending)[3], now))
+        while pending and pending[0][-2] + window <= now:
+            spans.extend(self._process(heapq.heappop(pending)[-1], now))
             if budget is not None and len(spans) >= budget:
                 return spans
         spans.extend(self.assembler.close_due(now))
@@ -88,7 +90,7 @@ class Pipeline:
     def due(self, now: int) -> bool:
         """Is anything waiting that has waited out the window by `now`?"""
         pending = self._pending
-        return bool(pending) and pending[0][2] + self.reorder_window_ns <= now
+        return bool(pending) and pending[0][-2] + self.reorder_window_ns <= now
 
     def drain(self, now: int | None = None) -> list[Span]:
         """Process everything pending and close every episode (shutdown, end of replay).
@@ -99,7 +101,7 @@ class Pipeline:
         pending = self._pending
         processed = 0
         while pending:
-            state = heapq.heappop(pending)[3]
+            state = heapq.heappop(pending)[-1]
             clock = state.last_ns if now is None else now
             spans.extend(self._process(state, clock))
             processed += 1

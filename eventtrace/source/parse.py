@@ -292,7 +292,7 @@ _EPOCH_ORDINAL = _EPOCH.toordinal()
 _intern = sys.intern
 # RFC 3339 text → nanoseconds, for the timestamps seen lately (many events share a second).
 _TIMES: dict[str, int] = {}
-_TIMES_LIMIT = 50_000
+_TIMES_LIMIT = 10_000
 
 
 def _time_ns(text: str) -> int:
@@ -495,7 +495,7 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
 
 # The involved-object references seen lately: the events of one object share one.
 _REFS: dict[tuple[str, str, str, str, str], ObjectRef] = {}
-_REFS_LIMIT = 50_000
+_REFS_LIMIT = 10_000
 
 
 def _object_ref(kind: str, name: str, namespace: str, uid: str, api_version: str) -> ObjectRef:
