@@ -151,7 +151,7 @@ _UINT64 = (1 << 64) - 1
 _SPAN_KIND_INTERNAL = b"\x30\x01"
 _SPAN_FLAGS = b"\x85\x01" + struct.pack("<I", 0x100)  # field 16, fixed32
 _STATUS_UNSET = b"\x7a\x00"  # field 15: an empty Status (code UNSET)
-_CACHE_LIMIT = 16000
+_CACHE_LIMIT = 16_000
 # Attributes (nearly) unique to one event: not worth keeping encoded.
 _UNIQUE_KEYS = frozenset({"k8s.event.uid", "k8s.event.name", "k8s.event.message"})
 
