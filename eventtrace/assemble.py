@@ -140,6 +140,14 @@ class Assembler:
     def close_all(self) -> list[Span]:
         return [span for episode in list(self._open.values()) for span in self._close(episode)]
 
+    def close_some(self, at_least: int) -> list[Span]:
+        """Close episodes, in close_all's order, until `at_least` spans are out (or none is
+        left open): close_all in pieces."""
+        spans: list[Span] = []
+        while self._open and len(spans) < at_least:
+            spans.extend(self._close(next(iter(self._open.values()))))
+        return spans
+
     def _record(self, episode: Episode, occurrence: Occurrence, chain: Chain) -> Span:
         event = occurrence.event
         span_id = ids.event_span_id(event.uid, event.count)

@@ -92,12 +92,27 @@ class Pipeline:
         pending = self._pending
         return bool(pending) and pending[0][-2] + self.reorder_window_ns <= now
 
-    def drain(self, now: int | None = None) -> list[Span]:
+    def drain(self, now: int | None = None, *, budget: int | None = None) -> list[Span]:
         """Process everything pending and close every episode (shutdown, end of replay).
 
         With `now` None the clock is the events' own time: a replay closes episodes as
-        it goes, exactly as the rules say, whatever order the input came in."""
-        spans: list[Span] = []
+        it goes, exactly as the rules say, whatever order the input came in.
+
+        With a `budget` (and a `now`), return once that many spans are out, so a caller
+        can hand them on before asking for more: call again until it returns nothing.
+        The pieces add up to what one call without a budget returns."""
+        if budget is not None:
+            if now is None:
+                raise ValueError("drain: a budget needs a `now`")
+            budget = max(1, budget)
+            spans: list[Span] = []
+            pending = self._pending
+            while pending and len(spans) < budget:
+                spans.extend(self._process(heapq.heappop(pending)[-1], now))
+            if len(spans) < budget:
+                spans.extend(self.assembler.close_some(budget - len(spans)))
+            return spans
+        spans = []
         pending = self._pending
         processed = 0
         while pending:
