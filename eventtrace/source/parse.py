@@ -530,24 +530,21 @@ def _fast_object(raw: dict[str, Any]) -> KubeObject | Rejected | None:
         entries = meta.get("managedFields", [])
         if type(references) is not list or type(entries) is not list:
             raise _UNSURE
-        owners = []
+        keys = []
         for reference in references:
             _named(reference)
             controller = reference.get("controller")
-            if controller is not None and type(controller) is not bool:
+            owner_uid, owner_api = reference.get("uid", ""), reference.get("apiVersion", "")
+            if (
+                (controller is not None and type(controller) is not bool)
+                or type(owner_uid) is not str
+                or type(owner_api) is not str
+            ):
                 raise _UNSURE
             owner_kind = reference["kind"]
-            owners.append(
-                OwnerRef(
-                    ObjectRef(
-                        kind=_intern(owner_kind),
-                        name=_intern(reference["name"]),
-                        namespace=_intern(namespace) if owner_kind not in CLUSTER_SCOPED else "",
-                        uid=_intern(_text(reference, "uid")),
-                        api_version=_intern(_text(reference, "apiVersion")),
-                    ),
-                    controller=bool(controller),
-                )
+            owner_namespace = namespace if owner_kind not in CLUSTER_SCOPED else ""
+            keys.append(
+                (owner_kind, reference["name"], owner_namespace, owner_uid, owner_api, controller)
             )
         manager = _fast_spec_manager(entries)
     except _Unsure:
@@ -557,15 +554,41 @@ def _fast_object(raw: dict[str, Any]) -> KubeObject | Rejected | None:
     return KubeObject(
         ref=ObjectRef(
             kind=_intern(kind),
-            name=_intern(name),
+            name=name,
             namespace=_intern(namespace),
-            uid=_intern(uid),
+            uid=uid,
             api_version=_intern(api_version),
         ),
-        owners=tuple(owners),
+        owners=_owners(tuple(keys)) if keys else (),
         spec_manager=_intern(manager),
         resource_version=version,
     )
+
+
+# Owner references seen lately: the pods of one ReplicaSet share one tuple of them.
+_OWNERS: dict[tuple[tuple[str, str, str, str, str, bool | None], ...], tuple[OwnerRef, ...]] = {}
+_OWNERS_LIMIT = 10_000
+
+
+def _owners(keys: tuple[tuple[str, str, str, str, str, bool | None], ...]) -> tuple[OwnerRef, ...]:
+    owners = _OWNERS.get(keys)
+    if owners is None:
+        if len(_OWNERS) >= _OWNERS_LIMIT:
+            _OWNERS.clear()
+        owners = _OWNERS[keys] = tuple(
+            OwnerRef(
+                ObjectRef(
+                    kind=_intern(kind),
+                    name=name,
+                    namespace=_intern(namespace),
+                    uid=uid,
+                    api_version=_intern(api_version),
+                ),
+                controller=bool(controller),
+            )
+            for kind, name, namespace, uid, api_version, controller in keys
+        )
+    return owners
 
 
 def _fast_spec_manager(entries: list[Any]) -> str:
