@@ -51,14 +51,20 @@ class TraceRules:
 class _EventNote(NamedTuple):
     """The first occurrence of one event in an episode: a candidate cause. Only what the
     cause rules read, not the whole EventState: episodes keep these until they close (a
-    tuple of strings and ints, which the garbage collector stops tracking)."""
+    tuple of strings and ints, which the garbage collector stops tracking; the span id is
+    worked out again from uid and count when needed rather than kept)."""
 
-    span_id: str
     start_ns: int
     name: str
     message: str
     component: str
     instance: str
+    uid: str
+    event_count: int
+
+    @property
+    def span_id(self) -> str:
+        return ids.event_span_id(self.uid, self.event_count)
 
 
 @dataclass(slots=True)
@@ -171,9 +177,20 @@ class Assembler:
         if occurrence.end_ns > involved.end_ns:
             involved.end_ns = occurrence.end_ns
         note = involved.events.get(event.uid)
-        if note is None or (start, span_id) < (note.start_ns, note.span_id):
+        # (start, span id) < the note's: its span id only matters on equal starts.
+        if (
+            note is None
+            or start < note.start_ns
+            or (start == note.start_ns and span_id < note.span_id)
+        ):
             involved.events[event.uid] = _EventNote(
-                span_id, start, event.name, event.message, event.component, event.instance
+                start,
+                event.name,
+                event.message,
+                event.component,
+                event.instance,
+                event.uid,
+                event.count,
             )
         return event_span(
             occurrence,
