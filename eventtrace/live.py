@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -47,7 +48,7 @@ log = logging.getLogger("eventtrace.run")
 TICK_SECONDS = 0.05
 HOUSEKEEPING_SECONDS = 60.0
 SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
-QUEUE_SIZE = 10_000
+QUEUE_SIZE = 2_000  # raw events waiting: each is a few KB of dicts
 CACHE_WAIT_SECONDS = 60.0
 BATCH = 2_000
 
@@ -158,6 +159,7 @@ class LiveService:
             for ns in (namespaces if resource.namespaced else [None])
         ]
         self._reported = (0, 0)
+        self._received: dict[str, Any] = {}
         self.description = f"{events.label} ({events.api_version}) in " + (
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
         )
@@ -165,7 +167,7 @@ class LiveService:
     def _object_watcher(
         self, api: KubeApi, resource: Resource, namespace: str | None, timeouts: tuple[float, float]
     ) -> Watcher:
-        feed = self.resolver.feed(resource.kind)
+        feed = self.resolver.feed(resource.kind, resource.group)
         return Watcher(
             api,
             resource,
@@ -220,7 +222,7 @@ class LiveService:
                     raise _Shutdown
             except* _Shutdown:
                 pass
-            self._shutdown(sink)
+            await self._shutdown(sink)
 
     async def _watch_events(self, tasks: asyncio.TaskGroup) -> None:
         """Start the event watches once the workload caches are listed, so a re-list of
@@ -235,14 +237,22 @@ class LiveService:
         for watcher in self.event_watchers:
             tasks.create_task(watcher.run())
 
-    def _shutdown(self, sink: SpanSink) -> None:
+    async def _shutdown(self, sink: SpanSink) -> None:
         now = time.time_ns()
         while not self.queue.empty():
             self._accept(*self.queue.get_nowait(), now)
-        spans = self.pipeline.drain(now)
-        sink.submit(spans)
+        # In pieces the export queue can hold, waiting for room until the flush deadline.
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        piece = max(1, self.settings.export_queue_size // 4)
+        flushed = 0
+        while spans := self.pipeline.drain(now, budget=piece):
+            if time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sink.room(), deadline - time.monotonic())
+            sink.submit(spans)
+            flushed += len(spans)
         self._report()
-        log.info("stopped: closed every open trace (%d spans flushed)", len(spans))
+        log.info("stopped: closed every open trace (%d spans flushed)", flushed)
 
     async def _on_event(self, kind: str, raw: dict[str, Any]) -> None:
         await self.queue.put((kind, raw))  # a full queue slows the watch: backpressure
@@ -251,6 +261,7 @@ class LiveService:
         next_release = 0
         next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
         while True:
+            await sink.room()  # the exporter is behind: leave events in the queue meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_SECONDS):
                     kind, raw = await self.queue.get()
@@ -262,14 +273,20 @@ class LiveService:
                         self._accept(*self.queue.get_nowait(), now)
             now = time.time_ns()
             if now >= next_release:
-                spans = self.pipeline.release(now)
-                if spans:
-                    sink.submit(spans)
+                piece = max(1, self.settings.export_queue_size // 4)
+                while True:
+                    spans = self.pipeline.release(now, budget=piece)
+                    if spans:
+                        sink.submit(spans)
+                    if not self.pipeline.due(now):
+                        break
+                    await sink.room()  # a burst (a re-list): as fast as the exporter takes it
                 self._report()
                 next_release = now + int(TICK_SECONDS * 1e9)
             if time.monotonic() >= next_housekeeping:
                 self.pipeline.forget_old_events(now)
                 self.resolver.sweep()
+                gc.collect()  # the old generation, which the thresholds (cli.py) leave be
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
 
     def _accept(self, kind: str, raw: dict[str, Any], now: int) -> None:
@@ -280,7 +297,12 @@ class LiveService:
             log.warning("%s", state)
             self.metrics.invalid_events.labels(reason=state.category).inc()
             return
-        self.metrics.events_received.labels(type=state.type).inc()
+        received = self._received.get(state.type)
+        if received is None:  # labels() costs more than the rest of a counter's work
+            received = self._received[state.type] = self.metrics.events_received.labels(
+                type=state.type
+            )
+        received.inc()
         if message_was_truncated(state):
             self.metrics.invalid_events.labels(reason="message_truncated").inc()
         excluded_by = self.keep.rejects(state)

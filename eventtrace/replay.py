@@ -82,7 +82,11 @@ async def replay(paths: list[str], settings: Settings, metrics: Metrics, output:
     metrics.occurrences.inc(stats.occurrences)
     metrics.stale_states.inc(stats.stale)
     async with open_sink(output, settings, metrics) as sink:
-        sink.submit(spans)
+        # In pieces the sink's queue can hold, as fast as it sends them: nothing dropped.
+        piece = max(1, settings.export_queue_size // 2)
+        for start in range(0, len(spans), piece):
+            await sink.room()
+            sink.submit(spans[start : start + piece])
     log.info(
         "replayed %d events and %d objects into %d spans",
         len(recording.states),

@@ -616,3 +616,22 @@ async def test_without_events_k8s_io_the_core_api_is_watched(apiserver, start_ru
     paths = {r.path for r in api.requests.matching(resource="events") if r.status == 200}
     assert paths == {"/api/v1/events"}
     assert "events (v1) in all namespaces" in live.log()
+
+
+async def test_a_stream_silent_past_the_inactivity_limit_is_restarted(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    live = await start_run(env={"EVENTTRACE_INACTIVITY_TIMEOUT": "1"})
+    watches_before = len(api.requests.matching(resource="events", verb="watch"))
+    await asyncio.sleep(2.5)  # no event: the quiet stream is given up and reopened
+    assert (
+        await live.metric(
+            "eventtrace_watch_restarts_total", resource="events.events.k8s.io", reason="drop"
+        )
+        >= 1
+    )
+    assert len(api.requests.matching(resource="events", verb="watch")) > watches_before
+    event = kubelet(api, the_pod, "Pulled", "after the restart")
+    await settle(live, 1)
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(event): 1})

@@ -28,6 +28,10 @@ class SpanSink(Protocol):
 
     def submit(self, spans: Sequence[Span]) -> None: ...
 
+    async def room(self) -> None:
+        """Wait until `submit` can take more without dropping any (backpressure)."""
+        ...
+
 
 class LocalSink:
     """Base of the sinks that write here and now (terminal, file): no background task;
@@ -46,6 +50,9 @@ class LocalSink:
 
     def close(self) -> None:
         """Write out whatever is held back."""
+
+    async def room(self) -> None:
+        """Writing in place: always room."""
 
 
 def open_sink(

@@ -163,7 +163,9 @@ class KubeApi:
     ) -> AsyncIterator[bytes]:
         """The lines of a watch response, as they arrive: first an empty line once the
         server has accepted the watch, then one line per frame."""
-        timeout = aiohttp.ClientTimeout(total=deadline, sock_connect=30)
+        # aiohttp's sock_read watches for silence per read of the socket, which costs
+        # nothing per line (a timeout around each readline costs a timer per event).
+        timeout = aiohttp.ClientTimeout(total=deadline, sock_connect=30, sock_read=inactivity)
         response = await self._request(path, query, timeout)
         try:
             if response.status >= 400:
@@ -171,9 +173,8 @@ class KubeApi:
             yield b""
             while True:
                 try:
-                    async with asyncio.timeout(inactivity):
-                        line = await response.content.readline()
-                except TimeoutError:
+                    line = await response.content.readline()
+                except aiohttp.ServerTimeoutError:
                     raise StreamStalled(f"no data for {inactivity:.0f}s") from None
                 if not line:
                     return

@@ -45,12 +45,15 @@ class Resolver:
         self._order = itertools.count()
         self._resources: dict[str, dict[str, Resource] | None] = {}
         self._forbidden: set[str] = set()  # resources RBAC keeps us from reading
+        # (API group, kind) of the workload watches that have listed: their cache is the
+        # truth, a GET of what it lacks could only answer 404.
+        self._listed: set[tuple[str, str]] = set()
 
     # -- objects streaming in from the workload watches --------------------------------
 
-    def feed(self, kind: str) -> ObjectFeed:
+    def feed(self, kind: str, group: str = "") -> ObjectFeed:
         """The handler for one workload watch."""
-        return ObjectFeed(self, kind)
+        return ObjectFeed(self, kind, group)
 
     def keep(self, raw: dict[str, Any]) -> KubeObject | None:
         obj = parse_object(raw, "watch")
@@ -91,7 +94,13 @@ class Resolver:
             self._forbidden.add(resource.label)
             log.warning("%s", message)
 
+    def listed(self, group: str, kind: str) -> None:
+        """A workload watch has listed this kind: from now on its cache is the truth."""
+        self._listed.add((group, kind))
+
     def _want(self, ref: ObjectRef) -> None:
+        if (ref.api_version.rpartition("/")[0], ref.kind) in self._listed:
+            return
         key = ref.key
         if key in self._wanted or self._missing.get(key, 0) > time.monotonic():
             return
@@ -193,9 +202,10 @@ class ObjectFeed:
     """One workload watch into the index. Deleted objects become tombstones; so do objects
     a re-list (after 410) no longer has, whose DELETED the watch never delivered."""
 
-    def __init__(self, resolver: Resolver, kind: str) -> None:
+    def __init__(self, resolver: Resolver, kind: str, group: str = "") -> None:
         self.resolver = resolver
         self.kind = kind
+        self.group = group
         self._live: set[str] = set()
 
     async def __call__(self, change: str, raw: dict[str, Any]) -> None:
@@ -211,6 +221,7 @@ class ObjectFeed:
             self._live.add(obj.ref.uid)
 
     def listed(self, uids: set[str]) -> None:
+        self.resolver.listed(self.group, self.kind)
         for uid in self._live - uids:
             gone = self.resolver.index.by_uid(uid)
             if gone is not None:
