@@ -475,8 +475,8 @@ def test_deployment_defaults(objects: Objects) -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["resources"] == {
-        "requests": {"cpu": "50m", "memory": "128Mi"},
-        "limits": {"memory": "512Mi"},  # no CPU limit
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"memory": "768Mi"},  # no CPU limit
     }
     env = _env(objs)
     assert env["EVENTTRACE_METRICS_ADDR"]["value"] == ":8080"
