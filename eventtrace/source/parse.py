@@ -115,6 +115,14 @@ def parse_event(raw: Any, where: str, *, max_message_bytes: int = 4096) -> Event
     fast = _fast_event(raw, max_message_bytes)
     if fast is not None:
         return fast
+    return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
+
+
+def parse_event_strictly(
+    raw: dict[str, Any], where: str, *, max_message_bytes: int = 4096
+) -> EventState | Rejected:
+    """The same through pydantic alone: the judge of anything the fast path is unsure of,
+    and the reference it is tested against."""
     try:
         event = _Event.model_validate(raw)
     except ValidationError as error:
@@ -182,6 +190,11 @@ def parse_object(raw: Any, where: str, *, kind: str = "") -> KubeObject | Reject
     fast = _fast_object(raw)
     if fast is not None:
         return fast
+    return parse_object_strictly(raw, where)
+
+
+def parse_object_strictly(raw: dict[str, Any], where: str) -> KubeObject | Rejected:
+    """The same through pydantic alone (see `parse_event_strictly`)."""
     try:
         obj = _Object.model_validate(raw)
     except ValidationError as error:
