@@ -72,6 +72,13 @@ class Measurement:
     spans_received: int | None = None
     startup_seconds: float | None = None  # run: from process start to its first event
     failure: str = ""
+    other_cpu_seconds: float = 0.0  # CPU used meanwhile by processes not ours
+    path_seconds: float = 0.0  # the whole measurement, set-up included
+
+    @property
+    def disturbed(self) -> bool:
+        """Others used more than a tenth of a core while this path ran."""
+        return self.other_cpu_seconds > 0.1 * max(self.path_seconds, 1.0)
 
     @property
     def rate(self) -> float:
@@ -534,6 +541,8 @@ def table(mode: Mode) -> str:
         seconds = f"{m.seconds:.2f}"
         if m.startup_seconds is not None:
             seconds += f" (+{m.startup_seconds:.1f} start)"
+        if m.disturbed:
+            seconds += f" ⚠ busy ({m.other_cpu_seconds:.0f} CPU-s elsewhere)"
         lines.append(
             f"| {m.label} | {m.events} | {seconds} | {m.rate:,.0f} | {m.peak_rss_kb / 1024:.0f} "
             f"| {spans[0]} | {spans[1]} | {vs[0]} | {vs[1]} |"
@@ -633,6 +642,20 @@ def dataset_for(events: int, objects: int, seed: int, work: Path) -> generate.Da
 PATHS = ("parse", "typed", "replay", "relist", "watch")
 
 
+def _cpu_of_others() -> dict[int, float]:
+    """CPU seconds so far of every process that is not this one or its children: a busy
+    machine is reported, not hidden."""
+    import psutil
+
+    ours = {os.getpid(), *(child.pid for child in psutil.Process().children(recursive=True))}
+    spent: dict[int, float] = {}
+    for process in psutil.process_iter(["cpu_times"]):
+        times = process.info.get("cpu_times")
+        if process.pid not in ours and times is not None:
+            spent[process.pid] = times.user + times.system
+    return spent
+
+
 def run_mode(
     name: str, events: int, objects: int, seed: int, paths: list[str], profile: bool
 ) -> Mode:
@@ -643,12 +666,23 @@ def run_mode(
     mode = Mode(name, dataset, expected)
     for path in paths:
         print(f"[{name}] {path} …", file=sys.stderr, flush=True)
+        before, started = _cpu_of_others(), time.monotonic()
         if path in ("parse", "typed"):
             result = measure_parse(mode, work, path)
         elif path == "replay":
             result = measure_replay(mode, work, profile)
         else:
             result = measure_run(mode, work, path, profile)
+        after = _cpu_of_others()
+        result.path_seconds = time.monotonic() - started
+        result.other_cpu_seconds = sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+        if result.disturbed:
+            print(
+                f"[{name}] warning: other processes used {result.other_cpu_seconds:.1f} CPU-s "
+                "while this path ran: its figures are on the low side",
+                file=sys.stderr,
+                flush=True,
+            )
         mode.results.append(result)
         print(
             f"[{name}] {result.label}: {result.rate:,.0f} events/s, "
