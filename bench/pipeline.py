@@ -73,6 +73,7 @@ class Measurement:
     startup_seconds: float | None = None  # run: from process start to its first event
     failure: str = ""
     other_cpu_seconds: float = 0.0  # CPU used meanwhile by processes not ours
+    rates: list[float] = field(default_factory=list)  # of every attempt (--repeat)
     path_seconds: float = 0.0  # the whole measurement, set-up included
 
     @property
@@ -543,8 +544,11 @@ def table(mode: Mode) -> str:
             seconds += f" (+{m.startup_seconds:.1f} start)"
         if m.disturbed:
             seconds += f" ⚠ busy ({m.other_cpu_seconds:.0f} CPU-s elsewhere)"
+        rate = f"{m.rate:,.0f}"
+        if len(m.rates) > 1:
+            rate += f" ({min(m.rates):,.0f}–{max(m.rates):,.0f})"
         lines.append(
-            f"| {m.label} | {m.events} | {seconds} | {m.rate:,.0f} | {m.peak_rss_kb / 1024:.0f} "
+            f"| {m.label} | {m.events} | {seconds} | {rate} | {m.peak_rss_kb / 1024:.0f} "
             f"| {spans[0]} | {spans[1]} | {vs[0]} | {vs[1]} |"
         )
     return "\n".join(lines)
@@ -588,6 +592,9 @@ FOOTNOTES = f"""\
   eventtrace watches events.k8s.io/v1, so 4 reads that shape; 1-3 read core/v1 frames.
 - The API server, the OTLP receiver and eventtrace share the machine's cores during 4.
 - "vs 1" / "vs 2": events/s of that path divided by that of path 1 / path 2.
+- With `--repeat N` each path runs N times: the table shows the median run, the range of
+  events/s in brackets, the highest peak RSS and any mismatch or failure of any run.
+- "⚠ busy": other processes used more than a tenth of a core while the path ran.
 """
 
 
@@ -657,7 +664,13 @@ def _cpu_of_others() -> dict[int, float]:
 
 
 def run_mode(
-    name: str, events: int, objects: int, seed: int, paths: list[str], profile: bool
+    name: str,
+    events: int,
+    objects: int,
+    seed: int,
+    paths: list[str],
+    profile: bool,
+    repeat: int = 1,
 ) -> Mode:
     work = Path(tempfile.mkdtemp(prefix=f"eventtrace-bench-{name}-"))
     dataset = dataset_for(events, objects, seed, work)
@@ -665,39 +678,56 @@ def run_mode(
     expected, _ = run_worker(["expect", str(dataset.directory)], work / "expect.log")
     mode = Mode(name, dataset, expected)
     for path in paths:
-        print(f"[{name}] {path} …", file=sys.stderr, flush=True)
-        before, started = _cpu_of_others(), time.monotonic()
-        if path in ("parse", "typed"):
-            result = measure_parse(mode, work, path)
-        elif path == "replay":
-            result = measure_replay(mode, work, profile)
-        else:
-            result = measure_run(mode, work, path, profile)
-        after = _cpu_of_others()
-        result.path_seconds = time.monotonic() - started
-        result.other_cpu_seconds = sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
-        if result.disturbed:
-            print(
-                f"[{name}] warning: other processes used {result.other_cpu_seconds:.1f} CPU-s "
-                "while this path ran: its figures are on the low side",
-                file=sys.stderr,
-                flush=True,
-            )
+        attempts = [measure(mode, work, path, profile) for _ in range(repeat)]
+        result = _median(attempts)
         mode.results.append(result)
+    print(f"[{name}] logs in {work}", file=sys.stderr, flush=True)
+    return mode
+
+
+def _median(attempts: list[Measurement]) -> Measurement:
+    """The run with the median rate; the range, the worst peak RSS and any failure of the
+    others are kept with it."""
+    ordered = sorted(attempts, key=lambda m: m.rate)
+    chosen = ordered[len(ordered) // 2]
+    chosen.rates = [m.rate for m in attempts]
+    chosen.peak_rss_kb = max(m.peak_rss_kb for m in attempts)
+    for other in attempts:
+        if other.spans_received != other.spans_expected and chosen.ok:
+            chosen.spans_received = other.spans_received
+        if other.failure and not chosen.failure:
+            chosen.failure = other.failure
+        chosen.other_cpu_seconds = max(chosen.other_cpu_seconds, other.other_cpu_seconds)
+    return chosen
+
+
+def measure(mode: Mode, work: Path, path: str, profile: bool) -> Measurement:
+    name = mode.name
+    print(f"[{name}] {path} …", file=sys.stderr, flush=True)
+    before, started = _cpu_of_others(), time.monotonic()
+    if path in ("parse", "typed"):
+        result = measure_parse(mode, work, path)
+    elif path == "replay":
+        result = measure_replay(mode, work, profile)
+    else:
+        result = measure_run(mode, work, path, profile)
+    after = _cpu_of_others()
+    result.path_seconds = time.monotonic() - started
+    result.other_cpu_seconds = sum(spent - before.get(pid, 0.0) for pid, spent in after.items())
+    if result.disturbed:
         print(
-            f"[{name}] {result.label}: {result.rate:,.0f} events/s, "
-            f"{result.peak_rss_kb / 1024:.0f} MB"
-            + (
-                f", spans {result.spans_received}/{result.spans_expected}"
-                if result.spans_expected
-                else ""
-            )
-            + (f", FAILED: {result.failure}" if result.failure else ""),
+            f"[{name}] warning: other processes used {result.other_cpu_seconds:.1f} CPU-s "
+            "while this path ran: its figures are on the low side",
             file=sys.stderr,
             flush=True,
         )
-    print(f"[{name}] logs in {work}", file=sys.stderr, flush=True)
-    return mode
+    progress = f"{result.rate:,.0f} events/s, {result.peak_rss_kb / 1024:.0f} MB"
+    if result.spans_expected is not None:
+        progress += f", spans {result.spans_received}/{result.spans_expected}"
+    if result.failure:
+        progress += f", FAILED: {result.failure}"
+    print(f"[{name}] {result.label}: {progress}", file=sys.stderr, flush=True)
+    return result
 
 
 def main() -> int:
@@ -715,6 +745,9 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="small and quick, for CI")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each path N times, report the median"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="run 3 and 4 under pyinstrument (slower)"
     )
@@ -738,7 +771,7 @@ def main() -> int:
         events, objects = args.events or 200_000, args.objects or 0
         plan = [("memory" if objects else "throughput", events, objects)]
     modes = [
-        run_mode(name, events, objects, args.seed, paths, args.profile)
+        run_mode(name, events, objects, args.seed, paths, args.profile, max(1, args.repeat))
         for name, events, objects in plan
     ]
     command = " ".join(["python", "bench/pipeline.py", *sys.argv[1:]])
