@@ -74,6 +74,9 @@ class Measurement:
     failure: str = ""
     other_cpu_seconds: float = 0.0  # CPU used meanwhile by processes not ours
     rates: list[float] = field(default_factory=list)  # of every attempt (--repeat)
+    # run: CPU seconds used by eventtrace, the API server and the receiver, process start
+    # to exit (start-up included), to show which of the three the cores were busy with
+    cpu_seconds: tuple[float, float, float] | None = None
     path_seconds: float = 0.0  # the whole measurement, set-up included
 
     @property
@@ -117,13 +120,15 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def reap(pid: int, timeout: float | None = None) -> tuple[int, int] | None:
-    """Wait for `pid` and return (exit code, peak RSS in KiB), or None on timeout."""
+def reap(pid: int, timeout: float | None = None) -> tuple[int, int, float] | None:
+    """Wait for `pid` and return (exit code, peak RSS in KiB, CPU seconds), or None on
+    timeout."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG if deadline else 0)
         if done:
-            return os.waitstatus_to_exitcode(status), usage.ru_maxrss
+            cpu = usage.ru_utime + usage.ru_stime
+            return os.waitstatus_to_exitcode(status), usage.ru_maxrss, cpu
         if deadline is not None and time.monotonic() > deadline:
             return None
         time.sleep(0.01)
@@ -144,7 +149,7 @@ def run_worker(args: list[str], log: Path, timeout: float = 1800) -> tuple[dict[
     if reaped is None:
         proc.kill()
         raise RuntimeError(f"worker {args[0]} timed out; see {log}")
-    code, rss = reaped
+    code, rss, _ = reaped
     if code != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"worker {args[0]} exited {code}:\n{tail}")
@@ -170,6 +175,13 @@ class Service:
             self.stop()
             raise RuntimeError(f"{self.log.stem} did not start: {self.log.read_text()[-2000:]}")
         return line
+
+    def cpu_seconds(self) -> float:
+        """CPU used so far (user + system)."""
+        import psutil
+
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return float(times.user + times.system)
 
     def stop(self) -> str:
         """SIGTERM, wait, and return what it printed after the ready line."""
@@ -313,15 +325,16 @@ def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
             reaped = reap(proc.pid, timeout=60)
             if reaped is None:
                 proc.kill()
-                reaped = reap(proc.pid) or (-9, 0)
+                reaped = reap(proc.pid) or (-9, 0, 0.0)
                 failure = failure or "did not exit within 60 s of SIGTERM"
             proc.returncode = reaped[0]
             exited = time.monotonic()
-        code, rss = reaped
+        code, rss, cpu = reaped
         if code != 0 and not failure:
             failure = f"exit code {code}: {log.read_text(errors='replace')[-300:]}"
         received = receiver.settle(expected)
         done = max(exited, time.monotonic() if received != expected else exited)
+        cpu_seconds = (cpu, server.cpu_seconds(), receiver.cpu_seconds())
     finally:
         server.stop()
         receiver.stop()
@@ -335,6 +348,7 @@ def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
         spans_received=received,
         startup_seconds=first - started,
         failure=failure,
+        cpu_seconds=cpu_seconds,
     )
 
 
@@ -527,9 +541,9 @@ def table(mode: Mode) -> str:
     typed = next((m for m in rows if m.label.startswith("2.")), None)
     header = (
         "| path | events | seconds | events/s | peak RSS MB | spans expected | spans received "
-        "| vs 1 | vs 2 |"
+        "| vs 1 | vs 2 | CPU-s: eventtrace / API server / receiver |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 10]
     for m in rows:
         vs = []
         for base in (parse, typed):
@@ -547,9 +561,10 @@ def table(mode: Mode) -> str:
         rate = f"{m.rate:,.0f}"
         if len(m.rates) > 1:
             rate += f" ({min(m.rates):,.0f}–{max(m.rates):,.0f})"
+        cpu = " / ".join(f"{c:.1f}" for c in m.cpu_seconds) if m.cpu_seconds else ""
         lines.append(
             f"| {m.label} | {m.events} | {seconds} | {rate} | {m.peak_rss_kb / 1024:.0f} "
-            f"| {spans[0]} | {spans[1]} | {vs[0]} | {vs[1]} |"
+            f"| {spans[0]} | {spans[1]} | {vs[0]} | {vs[1]} | {cpu} |"
         )
     return "\n".join(lines)
 
@@ -591,6 +606,8 @@ FOOTNOTES = f"""\
   objects listed (a re-list shows each event's latest state); 4b counts watch frames.
   eventtrace watches events.k8s.io/v1, so 4 reads that shape; 1-3 read core/v1 frames.
 - The API server, the OTLP receiver and eventtrace share the machine's cores during 4.
+  The last column gives the CPU seconds each of the three used from its start to its exit
+  (start-up included; the two helpers start before eventtrace and load the data).
 - "vs 1" / "vs 2": events/s of that path divided by that of path 1 / path 2.
 - With `--repeat N` each path runs N times: the table shows the median run, the range of
   events/s in brackets, the highest peak RSS and any mismatch or failure of any run.

@@ -50,7 +50,9 @@ HOUSEKEEPING_SECONDS = 60.0
 SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
 QUEUE_SIZE = 2_000  # raw events waiting: each is a few KB of dicts
 CACHE_WAIT_SECONDS = 60.0
-BATCH = 2_000
+# Events accepted, and spans released, between two turns of the event loop: small enough
+# that the export task (which needs a turn for each step of each batch) keeps pace.
+BATCH = 500
 
 
 class StartupError(Exception):
@@ -273,7 +275,7 @@ class LiveService:
                         self._accept(*self.queue.get_nowait(), now)
             now = time.time_ns()
             if now >= next_release:
-                piece = max(1, self.settings.export_queue_size // 4)
+                piece = max(1, min(self.settings.export_batch_size, BATCH))
                 while True:
                     spans = self.pipeline.release(now, budget=piece)
                     if spans:
@@ -281,6 +283,7 @@ class LiveService:
                     if not self.pipeline.due(now):
                         break
                     await sink.room()  # a burst (a re-list): as fast as the exporter takes it
+                    await asyncio.sleep(0)
                 self._report()
                 next_release = now + int(TICK_SECONDS * 1e9)
             if time.monotonic() >= next_housekeeping:

@@ -6,8 +6,10 @@ Everything here is immutable and slotted: the core passes these around by the mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
+from operator import attrgetter
 
 AttributeValue = str | int | bool | float
 
@@ -141,6 +143,15 @@ class Span:
 
     def attribute(self, key: str) -> AttributeValue | None:
         return dict(self.attributes).get(key)
+
+
+# A Span's fields as one plain tuple, in declaration order: how spans cross to the
+# encoding process (export/encoding_process.py), cheaper to pickle than the dataclass.
+SpanRow = tuple[
+    str, str, str | None, str, SpanKind, int, int, SpanStatus, str,
+    tuple[tuple[str, AttributeValue], ...], tuple[tuple[str, AttributeValue], ...],
+]  # fmt: skip
+span_row: Callable[[Span], SpanRow] = attrgetter(*(field.name for field in fields(Span)))
 
 
 @dataclass(frozen=True, slots=True)

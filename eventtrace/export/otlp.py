@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import struct
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
@@ -45,6 +44,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
+from eventtrace.export.encoding_process import EncodingProcess
 from eventtrace.metrics import Metrics
 from eventtrace.model import AttributeValue, Span, SpanStatus
 from eventtrace.settings import Settings, SettingsError
@@ -136,174 +136,17 @@ def to_readable_span(span: Span, resource: Resource | None = None) -> ReadableSp
     )
 
 
-# -- Span → OTLP protobuf bytes -------------------------------------------------------------
-#
-# The SDK's encoder walks ReadableSpans attribute by attribute in Python (~70 µs a span with
-# the conversion); this writes the same ExportTraceServiceRequest straight from our Spans
-# (~8 µs), field for field what `encode_spans(to_readable_span(...))` gives: spans grouped
-# by resource in order of first appearance, one scope, kind INTERNAL, status always set,
-# flags 0x100 (parent not remote). The gRPC exporter sends it (see `_GrpcExporter`).
-
-_SMALL_VARINTS = [bytes([value]) for value in range(128)]
-_pack_fixed64 = struct.Struct("<Q").pack
-_pack_double = struct.Struct("<d").pack
-_UINT64 = (1 << 64) - 1
-_SPAN_KIND_INTERNAL = b"\x30\x01"
-_SPAN_FLAGS = b"\x85\x01" + struct.pack("<I", 0x100)  # field 16, fixed32
-_STATUS_UNSET = b"\x7a\x00"  # field 15: an empty Status (code UNSET)
-_CACHE_LIMIT = 16_000
-# Attributes (nearly) unique to one event: not worth keeping encoded.
-_UNIQUE_KEYS = frozenset({"k8s.event.uid", "k8s.event.name", "k8s.event.message"})
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL_VARINTS[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload."""
-    return tag + _varint(len(payload)) + payload
-
-
-def _any_value(value: AttributeValue) -> bytes:
-    if value is True or value is False:
-        return b"\x10\x01" if value else b"\x10\x00"  # bool_value
-    if isinstance(value, str):
-        return _field(b"\x0a", value.encode())  # string_value
-    if isinstance(value, int):
-        return b"\x18" + _varint(value & _UINT64)  # int_value, two's complement
-    if isinstance(value, float):
-        return b"\x21" + _pack_double(value)  # double_value
-    raise TypeError(f"attribute value {value!r} is not a str, bool, int or float")
-
-
-def _key_value(key: str, value: AttributeValue) -> bytes:
-    return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
-
-
-_KEYS: dict[str, bytes] = {}  # attribute key → its KeyValue.key field
-
-
-def _string_attribute(key: str, value: str) -> bytes:
-    """`_field(b"\\x4a", _key_value(key, value))` for a string value, faster."""
-    key_field = _KEYS.get(key)
-    if key_field is None:
-        key_field = _KEYS[key] = _field(b"\x0a", key.encode())
-    data = value.encode()
-    any_value = b"\x0a" + _varint(len(data)) + data
-    key_value = key_field + b"\x12" + _varint(len(any_value)) + any_value
-    return b"\x4a" + _varint(len(key_value)) + key_value
-
-
-class SpanEncoder:
-    """Our Spans as the bytes of an ExportTraceServiceRequest. Keeps what repeats (string
-    attributes, resources, names) encoded; bounded, so unique values cannot pile up."""
-
-    def __init__(self, scope: InstrumentationScope = SCOPE) -> None:
-        scope_bytes = _field(b"\x0a", scope.name.encode())
-        if scope.version:
-            scope_bytes += _field(b"\x12", scope.version.encode())
-        self._scope = _field(b"\x0a", scope_bytes)  # ScopeSpans.scope
-        self._attributes: dict[tuple[str, AttributeValue], bytes] = {}
-        self._resources: dict[tuple[tuple[str, AttributeValue], ...], bytes] = {}
-
-    def encode(self, spans: Sequence[Span]) -> bytes:
-        groups: dict[tuple[tuple[str, AttributeValue], ...], list[bytes]] = {}
-        for span in spans:
-            encoded = self.span(span)
-            group = groups.get(span.resource)
-            if group is None:
-                groups[span.resource] = [encoded]
-            else:
-                group.append(encoded)
-        request = []
-        for resource, encoded_spans in groups.items():
-            scope_spans = self._scope + b"".join(encoded_spans)
-            resource_spans = self._resource(resource) + _field(b"\x12", scope_spans)
-            request.append(_field(b"\x0a", resource_spans))
-        return b"".join(request)
-
-    def span(self, span: Span) -> bytes:
-        """One Span message, as a field-2 entry of ScopeSpans."""
-        fromhex = bytes.fromhex
-        name = span.name.encode()
-        parts = [
-            b"\x0a\x10",
-            fromhex(span.trace_id),
-            b"\x12\x08",
-            fromhex(span.span_id),
-            b"\x22\x08" + fromhex(span.parent_id) if span.parent_id else b"",
-            b"\x2a",
-            _varint(len(name)),
-            name,
-            _SPAN_KIND_INTERNAL,
-            b"\x39",
-            _pack_fixed64(span.start_ns),
-            b"\x41",
-            _pack_fixed64(span.end_ns),
-        ]
-        cache = self._attributes
-        for pair in span.attributes:
-            # Only string-valued pairs are kept, and no str equals an int, bool or float:
-            # a hit is always the right encoding.
-            encoded = cache.get(pair)
-            if encoded is None:
-                key, value = pair
-                if type(value) is str:
-                    encoded = _string_attribute(key, value)
-                else:
-                    encoded = _field(b"\x4a", _key_value(key, value))  # Span.attributes
-                if type(value) is str and key not in _UNIQUE_KEYS:
-                    if len(cache) >= _CACHE_LIMIT:
-                        cache.clear()
-                    cache[pair] = encoded
-            parts.append(encoded)
-        if span.status is SpanStatus.ERROR:
-            message = span.status_message
-            status = _field(b"\x12", message.encode()) if message else b""
-            parts.append(_field(b"\x7a", status + b"\x18\x02"))
-        else:
-            parts.append(_STATUS_UNSET)
-        parts.append(_SPAN_FLAGS)
-        body = b"".join(parts)
-        return b"\x12" + _varint(len(body)) + body
-
-    def _resource(self, attributes: tuple[tuple[str, AttributeValue], ...]) -> bytes:
-        """ResourceSpans.resource, field 1."""
-        encoded = self._resources.get(attributes)
-        if encoded is None:
-            if len(self._resources) >= MAX_CACHED_RESOURCES:
-                self._resources.clear()
-            body = b"".join(_field(b"\x0a", _key_value(k, v)) for k, v in attributes)
-            encoded = self._resources[attributes] = _field(b"\x0a", body)
-        return encoded
-
-
 class EncodedSpans:
-    """A batch for `_GrpcExporter.export`: our spans, encoded once, on first use."""
+    """A batch for `_GrpcExporter.export`: our spans and their encoding (protobuf.py)."""
 
-    __slots__ = ("_encoder", "_payload", "spans")
+    __slots__ = ("payload", "spans")
 
-    def __init__(self, spans: Sequence[Span], encoder: SpanEncoder) -> None:
+    def __init__(self, spans: Sequence[Span], payload: bytes) -> None:
         self.spans = spans
-        self._encoder = encoder
-        self._payload: bytes | None = None
+        self.payload = payload
 
     def __len__(self) -> int:
         return len(self.spans)
-
-    @property
-    def payload(self) -> bytes:
-        if self._payload is None:
-            self._payload = self._encoder.encode(self.spans)
-        return self._payload
 
 
 class _RawTraceService:
@@ -421,10 +264,13 @@ class OtlpSink:
         self._capacity = settings.export_queue_size
         self._shutdown_timeout = shutdown_timeout
         self._resources = ResourceCache()
-        self._encoder = SpanEncoder()
+        self._encoding = EncodingProcess(SCOPE.name, SCOPE.version or "")
 
         self._queue: deque[Span] = deque(maxlen=self._capacity)
         self._batch: list[Span] = []  # taken from the queue, not yet delivered
+        # The batch after it, taken from the queue and being encoded meanwhile.
+        self._next: tuple[list[Span], asyncio.Future[EncodedSpans | list[ReadableSpan]]] | None
+        self._next = None
         self._attempt: asyncio.Future[bool] | None = None  # latest export of _batch
         self._dropped_in_burst = 0
         self._wakeup = asyncio.Event()
@@ -448,6 +294,8 @@ class OtlpSink:
     # -- SpanSink ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if isinstance(self._exporter, _GrpcExporter):
+            self._encoding.start()  # warm, before the first batch
         self._worker = asyncio.create_task(self._run(), name="eventtrace-otlp-export")
         self._worker.add_done_callback(_log_crash)
         self._worker.add_done_callback(lambda _: self._room.set())  # room() waits no more
@@ -467,6 +315,7 @@ class OtlpSink:
         finally:
             self._closed = True
             await asyncio.to_thread(self._shutdown_exporter)
+            await asyncio.to_thread(self._encoding.close)
 
     async def room(self) -> None:
         """Wait until the queue is at most half full, so what comes next need not push
@@ -506,18 +355,29 @@ class OtlpSink:
 
     async def _run(self) -> None:
         while True:
-            await self._wait_for_work()
-            if not self._queue:
-                if self._closing.is_set():
-                    return
-                continue
-            self._batch = self._take_batch()
+            if self._next is None:
+                await self._wait_for_work()
+                if not self._queue:
+                    if self._closing.is_set():
+                        return
+                    continue
+                self._prepare_next()
+            assert self._next is not None
+            (self._batch, conversion), self._next = self._next, None
             self._attempt = None
-            await self._deliver(self._batch)
+            encoded = await conversion
+            if len(self._queue) >= self._batch_size or (self._queue and self._closing.is_set()):
+                self._prepare_next()  # encoded meanwhile: the encoder and the send overlap
+            await self._deliver(encoded)
             # No await between success and forgetting the batch: a cancel cannot split them.
             self._record_delivered(self._batch)
             self._batch = []
             self._update_gauge()
+
+    def _prepare_next(self) -> None:
+        """Take the next batch from the queue and start encoding it."""
+        batch = self._take_batch()
+        self._next = (batch, asyncio.ensure_future(self._convert(batch)))
 
     async def _wait_for_work(self) -> None:
         """Until a batch is full, the interval has passed, or we are closing."""
@@ -531,10 +391,8 @@ class OtlpSink:
         count = min(self._batch_size, len(self._queue))
         return [self._queue.popleft() for _ in range(count)]
 
-    async def _deliver(self, batch: list[Span]) -> None:
+    async def _deliver(self, encoded: EncodedSpans | list[ReadableSpan]) -> None:
         """Send one batch, retrying with backoff until it is accepted (or we are cancelled)."""
-        # Encoding 512 spans takes milliseconds: off the event loop, like the export.
-        encoded = await asyncio.to_thread(self._convert, batch)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ExportFailed),
             wait=self._backoff,
@@ -543,11 +401,14 @@ class OtlpSink:
         )
         await retrying(self._export_once, encoded)
 
-    def _convert(self, batch: list[Span]) -> EncodedSpans | list[ReadableSpan]:
+    async def _convert(self, batch: list[Span]) -> EncodedSpans | list[ReadableSpan]:
+        """Once per batch, for all its attempts: gRPC sends our own encoding, made in the
+        encoding process; OTLP/HTTP takes the SDK's spans (its exporter encodes them)."""
         if isinstance(self._exporter, _GrpcExporter):
-            encoded = EncodedSpans(batch, self._encoder)
-            encoded.payload  # noqa: B018  (encode now, in this thread, once for all attempts)
-            return encoded
+            return EncodedSpans(batch, await self._encoding.encode(batch))
+        return await asyncio.to_thread(self._readable, batch)
+
+    def _readable(self, batch: list[Span]) -> list[ReadableSpan]:
         return [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
 
     async def _export_once(self, readable: EncodedSpans | list[ReadableSpan]) -> None:
@@ -634,6 +495,11 @@ class OtlpSink:
 
     def _count_lost(self) -> None:
         lost = len(self._queue) + len(self._batch)
+        if self._next is not None:
+            batch, conversion = self._next
+            conversion.cancel()
+            lost += len(batch)
+            self._next = None
         self._queue.clear()
         self._batch = []
         self._update_gauge()
@@ -686,7 +552,10 @@ class OtlpSink:
             self._dropped_in_burst = 0
 
     def _update_gauge(self) -> None:
-        self._metrics.export_queue.set(len(self._queue) + len(self._batch))
+        waiting = len(self._queue) + len(self._batch)
+        if self._next is not None:
+            waiting += len(self._next[0])
+        self._metrics.export_queue.set(waiting)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
