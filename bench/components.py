@@ -59,8 +59,13 @@ def measure(directory: Path) -> dict[str, Any]:
 
     batches = [spans[start : start + 512] for start in range(0, len(spans), 512)]
     started = time.perf_counter()
-    if hasattr(otlp, "SpanEncoder"):
-        encoder = otlp.SpanEncoder()
+    try:  # export/protobuf.py since the encoding process; before, in otlp.py
+        from eventtrace.export.protobuf import SpanEncoder
+
+        encoder = SpanEncoder("eventtrace")
+    except ImportError:
+        encoder = otlp.SpanEncoder() if hasattr(otlp, "SpanEncoder") else None
+    if encoder is not None:
         size = sum(len(encoder.encode(batch)) for batch in batches)
         results["encoder"] = "eventtrace SpanEncoder"
     else:

@@ -77,6 +77,14 @@ class Measurement:
     # run: CPU seconds used by eventtrace, the API server and the receiver, process start
     # to exit (start-up included), to show which of the three the cores were busy with
     cpu_seconds: tuple[float, float, float] | None = None
+    # run: the highest sum of the RSS of eventtrace's own child processes (its OTLP
+    # encoding process), sampled at every poll: its memory counts too
+    children_rss_kb: int = 0
+
+    @property
+    def total_rss_mb(self) -> float:
+        return (self.peak_rss_kb + self.children_rss_kb) / 1024
+
     path_seconds: float = 0.0  # the whole measurement, set-up included
 
     @property
@@ -320,7 +328,8 @@ def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
                 env=child_env(OTEL_EXPORTER_OTLP_INSECURE="true"),
                 cwd=SOURCE or ROOT,  # `-m` looks in the working directory first
             )
-            first, failure = _wait_until_done(proc, metrics_port, events)
+            children = ChildMemory(proc.pid)
+            first, failure = _wait_until_done(proc, metrics_port, events, children)
             proc.send_signal(signal.SIGTERM)
             reaped = reap(proc.pid, timeout=60)
             if reaped is None:
@@ -349,11 +358,32 @@ def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
         startup_seconds=first - started,
         failure=failure,
         cpu_seconds=cpu_seconds,
+        children_rss_kb=children.peak_kb,
     )
 
 
+class ChildMemory:
+    """The peak of the summed RSS of a process's children, sampled when asked."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self.peak_kb = 0
+
+    def sample(self) -> None:
+        import psutil
+
+        total = 0
+        with contextlib.suppress(psutil.Error):
+            for child in self._process.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+        self.peak_kb = max(self.peak_kb, total // 1024)
+
+
 def _wait_until_done(
-    proc: subprocess.Popen[bytes], port: int, events: int
+    proc: subprocess.Popen[bytes], port: int, events: int, children: ChildMemory
 ) -> tuple[float | None, str]:
     """Poll /metrics until every event is received and nothing is pending or queued for
     export. Returns when the first event was seen, and a failure if it stalled."""
@@ -363,6 +393,7 @@ def _wait_until_done(
         time.sleep(POLL_SECONDS)
         if proc.poll() is not None:
             return first, f"exited early with {proc.returncode}"
+        children.sample()
         try:
             metrics = scrape(port)
         except OSError:
@@ -563,10 +594,16 @@ def table(mode: Mode) -> str:
             rate += f" ({min(m.rates):,.0f}–{max(m.rates):,.0f})"
         cpu = " / ".join(f"{c:.1f}" for c in m.cpu_seconds) if m.cpu_seconds else ""
         lines.append(
-            f"| {m.label} | {m.events} | {seconds} | {rate} | {m.peak_rss_kb / 1024:.0f} "
+            f"| {m.label} | {m.events} | {seconds} | {rate} | {_rss(m)} "
             f"| {spans[0]} | {spans[1]} | {vs[0]} | {vs[1]} | {cpu} |"
         )
     return "\n".join(lines)
+
+
+def _rss(m: Measurement) -> str:
+    if not m.children_rss_kb:
+        return f"{m.peak_rss_kb / 1024:.0f}"
+    return f"{m.total_rss_mb:.0f} ({m.peak_rss_kb / 1024:.0f} + {m.children_rss_kb / 1024:.0f})"
 
 
 def _received(m: Measurement) -> str:
@@ -590,9 +627,12 @@ def describe(mode: Mode) -> str:
 
 FOOTNOTES = f"""\
 - Each path runs in its own fresh process on the same generated data; peak RSS is that
-  process's `ru_maxrss` from wait4 (for 4: the `eventtrace run` process alone, not the API
+  process's `ru_maxrss` from wait4 (for 4: the `eventtrace run` process, not the API
   server or the receiver). Linux carries a parent's peak RSS into its children, so no
-  figure can be below the benchmark's own ({{harness}} MB).
+  figure can be below the benchmark's own ({{harness}} MB). For 4, "A (B + C)": B is
+  `eventtrace run`'s peak, C the peak of its own children's summed RSS (the OTLP encoding
+  process; sampled every poll), A = B + C, which the 300 MB bar is held to. For 3 only
+  the replay process is counted.
 - 1 and 2 time the loop over the lines of `events.jsonl` (read from the page cache).
 - 3 times `eventtrace.cli.main(["replay", …])` in the child: reading both files, parsing,
   the pipeline, OTLP/gRPC export and the final flush (interpreter start and imports
@@ -643,7 +683,7 @@ def bars(modes: list[Mode]) -> str:
                 f"{m.rate:,.0f} events/s "
                 f"{'≥' if m.rate >= BARS['events_per_second'] else '<'} 15,000",
                 f"{ratio:.2f}× typed {'≥' if ratio >= BARS['typed_ratio'] else '<'} 2×",
-                f"{m.peak_rss_kb / 1024:.0f} MB {'≤' if m.peak_rss_kb / 1024 <= 300 else '>'} 300",
+                f"{m.total_rss_mb:.0f} MB {'≤' if m.total_rss_mb <= 300 else '>'} 300",
             ]
             lines.append(f"- {mode.name}, {m.label[4:]}: " + "; ".join(verdicts))
     return "\n".join(lines)
@@ -709,6 +749,7 @@ def _median(attempts: list[Measurement]) -> Measurement:
     chosen = ordered[len(ordered) // 2]
     chosen.rates = [m.rate for m in attempts]
     chosen.peak_rss_kb = max(m.peak_rss_kb for m in attempts)
+    chosen.children_rss_kb = max(m.children_rss_kb for m in attempts)
     for other in attempts:
         if other.spans_received != other.spans_expected and chosen.ok:
             chosen.spans_received = other.spans_received
@@ -738,7 +779,7 @@ def measure(mode: Mode, work: Path, path: str, profile: bool) -> Measurement:
             file=sys.stderr,
             flush=True,
         )
-    progress = f"{result.rate:,.0f} events/s, {result.peak_rss_kb / 1024:.0f} MB"
+    progress = f"{result.rate:,.0f} events/s, {result.total_rss_mb:.0f} MB"
     if result.spans_expected is not None:
         progress += f", spans {result.spans_received}/{result.spans_expected}"
     if result.failure:

@@ -1,7 +1,10 @@
 """Plain data inside the pipeline: what events and objects are, and what spans come out.
 
 Times are integer nanoseconds since the Unix epoch throughout, as OpenTelemetry uses them.
-Everything here is immutable and slotted: the core passes these around by the million.
+Everything here is slotted and never changed once made: the core passes these around by
+the million. The three made once per event or span (EventState, Occurrence, Span) are not
+`frozen`, only because a frozen dataclass's __init__ sets each field through
+object.__setattr__: 1.7 µs instead of 0.19 µs for EventState's 16 fields.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class KubeObject:
         return self.owners[0].ref if self.owners else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module docstring
 class EventState:
     """One Kubernetes Event as seen at one moment (an ADDED or MODIFIED, or a list item)."""
 
@@ -91,7 +94,7 @@ class EventState:
         return (self.last_ns, self.count, self.uid, self.resource_version, self.message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module docstring
 class Occurrence:
     """What one span stands for: one or more new occurrences of one event."""
 
@@ -120,7 +123,7 @@ class SpanKind(Enum):
     OBJECT = "object"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see the module docstring
 class Span:
     """One finished span. Ids are lowercase hex: 32 digits for traces, 16 for spans."""
 

@@ -13,37 +13,18 @@ one warning: slower, but nothing is lost.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import multiprocessing
-import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from eventtrace.export.encoding_worker import encode as _encode
+from eventtrace.export.encoding_worker import start as _start
 from eventtrace.export.protobuf import SpanEncoder
-from eventtrace.model import Span, SpanRow, span_row
+from eventtrace.model import Span, span_row
 
 log = logging.getLogger(__name__)
-
-# In the child: its encoder, set up once by `_start`.
-_encoder: SpanEncoder | None = None
-
-
-def _start(scope_name: str, scope_version: str) -> None:
-    global _encoder
-    # Ctrl-C reaches the whole process group: the parent handles it (it flushes through
-    # this process), so the child must not die of it first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Unpickling a batch allocates thousands of tuples, none in a reference cycle: with
-    # the default thresholds the collector would run every 700 of them, for nothing.
-    gc.set_threshold(100_000, 50, 100)
-    _encoder = SpanEncoder(scope_name, scope_version)
-
-
-def _encode(rows: Sequence[SpanRow]) -> bytes:
-    assert _encoder is not None, "the pool's initializer sets the encoder"
-    return _encoder.encode_rows(rows)
 
 
 class EncodingProcess:

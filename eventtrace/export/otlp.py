@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from types import TracebackType
 from typing import Any, Self, cast
@@ -69,6 +71,10 @@ BURST_END_FRACTION = 0.5
 MAX_CACHED_RESOURCES = 10_000
 # room() stops waiting for an export that has taken this long: the backend is in trouble.
 ROOM_STALL_SECONDS = 2.0
+# Batches on their way at once. Each needs a few turns of the event loop (encoded, sent,
+# answered), which a busy pipeline makes wait; with one at a time the exporter fell
+# behind a re-list at ~20 000 spans/s while the encoder and the backend idled.
+IN_FLIGHT = 2
 
 
 def _version() -> str:
@@ -241,6 +247,15 @@ class ExportFailed(Exception):
     """One attempt at a batch failed; the retry loop will try again."""
 
 
+@dataclass(slots=True)
+class _Delivery:
+    """A batch taken from the queue, on its way until the backend accepts it."""
+
+    spans: list[Span]
+    attempt: asyncio.Future[bool] | None = None  # the latest export, in a thread
+    started: float | None = None  # monotonic: when the latest attempt started
+
+
 class OtlpSink:
     """SpanSink over OTLP. `submit` only queues; a task owned by the context sends.
 
@@ -267,11 +282,7 @@ class OtlpSink:
         self._encoding = EncodingProcess(SCOPE.name, SCOPE.version or "")
 
         self._queue: deque[Span] = deque(maxlen=self._capacity)
-        self._batch: list[Span] = []  # taken from the queue, not yet delivered
-        # The batch after it, taken from the queue and being encoded meanwhile.
-        self._next: tuple[list[Span], asyncio.Future[EncodedSpans | list[ReadableSpan]]] | None
-        self._next = None
-        self._attempt: asyncio.Future[bool] | None = None  # latest export of _batch
+        self._deliveries: list[_Delivery] = []  # taken from the queue, not yet delivered
         self._dropped_in_burst = 0
         self._wakeup = asyncio.Event()
         self._closing = asyncio.Event()
@@ -279,7 +290,6 @@ class OtlpSink:
         self._closed = False
         self._exporter_shut_down = False
         self._failing = False  # the latest attempt failed: the backend is down or refusing
-        self._attempt_started: float | None = None  # monotonic, while an export runs
         self._room = asyncio.Event()  # see room()
         self._room.set()
 
@@ -333,8 +343,8 @@ class OtlpSink:
             self._room.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._room.wait(), ROOM_STALL_SECONDS / 4)
-            started = self._attempt_started
-            if started is not None and time.monotonic() - started > ROOM_STALL_SECONDS:
+            started = [d.started for d in self._deliveries if d.started is not None]
+            if started and time.monotonic() - min(started) > ROOM_STALL_SECONDS:
                 return  # one export this slow: the backend is in trouble, don't wait on it
 
     def submit(self, spans: Sequence[Span]) -> None:
@@ -354,30 +364,29 @@ class OtlpSink:
     # -- the background task ----------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
-            if self._next is None:
+        slots = asyncio.Semaphore(IN_FLIGHT)
+        sending: set[asyncio.Task[None]] = set()
+        try:
+            while True:
                 await self._wait_for_work()
                 if not self._queue:
                     if self._closing.is_set():
-                        return
+                        break
                     continue
-                self._prepare_next()
-            assert self._next is not None
-            (self._batch, conversion), self._next = self._next, None
-            self._attempt = None
-            encoded = await conversion
-            if len(self._queue) >= self._batch_size or (self._queue and self._closing.is_set()):
-                self._prepare_next()  # encoded meanwhile: the encoder and the send overlap
-            await self._deliver(encoded)
-            # No await between success and forgetting the batch: a cancel cannot split them.
-            self._record_delivered(self._batch)
-            self._batch = []
-            self._update_gauge()
-
-    def _prepare_next(self) -> None:
-        """Take the next batch from the queue and start encoding it."""
-        batch = self._take_batch()
-        self._next = (batch, asyncio.ensure_future(self._convert(batch)))
+                await slots.acquire()
+                delivery = _Delivery(self._take_batch())
+                self._deliveries.append(delivery)
+                task = asyncio.create_task(self._deliver(delivery))
+                sending.add(task)
+                task.add_done_callback(sending.discard)
+                task.add_done_callback(lambda _: slots.release())
+            if sending:
+                await asyncio.wait(sending)
+        finally:
+            for task in sending:
+                task.cancel()
+            if sending:
+                await asyncio.wait(sending)
 
     async def _wait_for_work(self) -> None:
         """Until a batch is full, the interval has passed, or we are closing."""
@@ -391,15 +400,28 @@ class OtlpSink:
         count = min(self._batch_size, len(self._queue))
         return [self._queue.popleft() for _ in range(count)]
 
-    async def _deliver(self, encoded: EncodedSpans | list[ReadableSpan]) -> None:
+    async def _deliver(self, delivery: _Delivery) -> None:
         """Send one batch, retrying with backoff until it is accepted (or we are cancelled)."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(ExportFailed),
-            wait=self._backoff,
-            sleep=self._sleep,
-            before_sleep=self._on_retry,
-        )
-        await retrying(self._export_once, encoded)
+        try:
+            # Once per batch, for all its attempts.
+            encoded = await self._convert(delivery.spans)
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(ExportFailed),
+                wait=self._backoff,
+                sleep=self._sleep,
+                before_sleep=functools.partial(self._on_retry, delivery),
+            )
+            await retrying(self._export_once, delivery, encoded)
+        except Exception:  # our bug: say so, count the batch, keep sending the others
+            log.exception("OTLP export of %d spans failed", len(delivery.spans))
+            self._deliveries.remove(delivery)
+            self._lose(len(delivery.spans), "after an internal error", reason="error")
+            self._update_gauge()
+            return
+        # No await between success and forgetting the batch: a cancel cannot split them.
+        self._deliveries.remove(delivery)
+        self._record_delivered(delivery.spans)
+        self._update_gauge()
 
     async def _convert(self, batch: list[Span]) -> EncodedSpans | list[ReadableSpan]:
         """Once per batch, for all its attempts: gRPC sends our own encoding, made in the
@@ -411,11 +433,14 @@ class OtlpSink:
     def _readable(self, batch: list[Span]) -> list[ReadableSpan]:
         return [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
 
-    async def _export_once(self, readable: EncodedSpans | list[ReadableSpan]) -> None:
-        self._attempt_started = time.monotonic()
+    async def _export_once(
+        self, delivery: _Delivery, readable: EncodedSpans | list[ReadableSpan]
+    ) -> None:
+        delivery.started = time.monotonic()
         # Shielded: if the deadline cancels us mid-export, __aexit__ still learns the outcome.
-        self._attempt = asyncio.ensure_future(asyncio.to_thread(self._export_blocking, readable))
-        if not await asyncio.shield(self._attempt):
+        attempt = asyncio.ensure_future(asyncio.to_thread(self._export_blocking, readable))
+        delivery.attempt = attempt
+        if not await asyncio.shield(attempt):
             raise ExportFailed
 
     def _export_blocking(self, readable: EncodedSpans | list[ReadableSpan]) -> bool:
@@ -437,14 +462,14 @@ class OtlpSink:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), delay)
 
-    def _on_retry(self, retry_state: RetryCallState) -> None:
+    def _on_retry(self, delivery: _Delivery, retry_state: RetryCallState) -> None:
         self._failing = True
         self._room.set()  # don't hold producers back while the backend is down
         self._metrics.export_retries.inc()
         log.warning(
             "OTLP export of %d spans to %s failed (attempt %d); retrying in %.1fs, "
             "%d more spans queued",
-            len(self._batch),
+            len(delivery.spans),
             self._endpoint,
             retry_state.attempt_number,
             retry_state.upcoming_sleep,
@@ -469,45 +494,45 @@ class OtlpSink:
                 await asyncio.wait({worker})
 
     async def _settle_in_flight(self) -> None:
-        """The batch being sent at the deadline: abort its export, then count it honestly."""
-        attempt = self._attempt
-        if not self._batch or attempt is None:
+        """Batches being sent at the deadline: abort their exports, then count them
+        honestly."""
+        attempts = {d.attempt for d in self._deliveries if d.attempt is not None}
+        if not attempts:
             return
-        if not attempt.done():
-            # Shutting the exporter down cancels its RPC and ends its own retry sleeps.
+        if not all(attempt.done() for attempt in attempts):
+            # Shutting the exporter down cancels its RPCs and ends its own retry sleeps.
             await asyncio.to_thread(self._shutdown_exporter)
-            await asyncio.wait({attempt}, timeout=ABORT_GRACE)
-        if (
-            attempt.done()
-            and not attempt.cancelled()
-            and attempt.exception() is None
-            and attempt.result()
-        ):
-            self._record_delivered(self._batch)
-            self._batch = []
-        elif not attempt.done():
-            log.warning(
-                "OTLP export of %d spans to %s still running after shutdown; counting them "
-                "as lost, though they may still arrive",
-                len(self._batch),
-                self._endpoint,
-            )
+            await asyncio.wait(attempts, timeout=ABORT_GRACE)
+        for delivery in list(self._deliveries):
+            attempt = delivery.attempt
+            if attempt is None:
+                continue
+            if (
+                attempt.done()
+                and not attempt.cancelled()
+                and attempt.exception() is None
+                and attempt.result()
+            ):
+                self._deliveries.remove(delivery)
+                self._record_delivered(delivery.spans)
+            elif not attempt.done():
+                log.warning(
+                    "OTLP export of %d spans to %s still running after shutdown; counting "
+                    "them as lost, though they may still arrive",
+                    len(delivery.spans),
+                    self._endpoint,
+                )
 
     def _count_lost(self) -> None:
-        lost = len(self._queue) + len(self._batch)
-        if self._next is not None:
-            batch, conversion = self._next
-            conversion.cancel()
-            lost += len(batch)
-            self._next = None
+        lost = len(self._queue) + sum(len(d.spans) for d in self._deliveries)
         self._queue.clear()
-        self._batch = []
+        self._deliveries.clear()
         self._update_gauge()
         if lost:
             self._lose(lost, f"within the {self._shutdown_timeout:g}s shutdown deadline")
 
-    def _lose(self, count: int, when: str) -> None:
-        self._metrics.spans_failed.labels(reason="shutdown").inc(count)
+    def _lose(self, count: int, when: str, reason: str = "shutdown") -> None:
+        self._metrics.spans_failed.labels(reason=reason).inc(count)
         log.error(
             "OTLP export to %s: %d spans could not be delivered %s and are lost",
             self._endpoint,
@@ -535,7 +560,6 @@ class OtlpSink:
 
     def _record_delivered(self, batch: list[Span]) -> None:
         self._failing = False
-        self._attempt_started = None
         if len(self._queue) <= self._capacity // 2:
             self._room.set()
         by_kind = Counter(span.kind.value for span in batch)
@@ -552,9 +576,7 @@ class OtlpSink:
             self._dropped_in_burst = 0
 
     def _update_gauge(self) -> None:
-        waiting = len(self._queue) + len(self._batch)
-        if self._next is not None:
-            waiting += len(self._next[0])
+        waiting = len(self._queue) + sum(len(d.spans) for d in self._deliveries)
         self._metrics.export_queue.set(waiting)
 
 

@@ -100,20 +100,32 @@ class Watcher:
 
     async def _list(self) -> None:
         path = self.resource.collection(self.namespace)
-        query = {"limit": str(PAGE_SIZE)}
         listed: set[str] = set()
+        page = await self.api.get(path, {"limit": str(PAGE_SIZE)})
         while True:
-            page = await self.api.get(path, query)
-            # Page by page, to bound memory. An expired continue token restarts the list;
-            # items seen twice are harmless (objects are replaced, event counts deduplicated).
-            for item in page.get("items") or []:
-                if self.on_listed is not None:
-                    listed.add(str((item.get("metadata") or {}).get("uid") or ""))
-                await self.handler("ADDED", item)
+            # Page by page, to bound memory; the next page is asked for while this one is
+            # handled (the server takes as long to write a page as we take to read it). An
+            # expired continue token restarts the list; items seen twice are harmless
+            # (objects are replaced, event counts deduplicated).
             meta = page.get("metadata") or {}
-            if not meta.get("continue"):
+            token = meta.get("continue")
+            upcoming = None
+            if token:
+                query = {"limit": str(PAGE_SIZE), "continue": str(token)}
+                upcoming = asyncio.create_task(self.api.get(path, query))
+            try:
+                for item in page.get("items") or []:
+                    if self.on_listed is not None:
+                        listed.add(str((item.get("metadata") or {}).get("uid") or ""))
+                    await self.handler("ADDED", item)
+            except BaseException:
+                if upcoming is not None:
+                    upcoming.cancel()
+                    upcoming.add_done_callback(_retrieve)
+                raise
+            if upcoming is None:
                 break
-            query = {"limit": str(PAGE_SIZE), "continue": str(meta["continue"])}
+            page = await upcoming
         self.resource_version = str(meta.get("resourceVersion") or "")
         if self.on_listed is not None:
             self.on_listed(listed)
@@ -211,6 +223,12 @@ class Watcher:
             f"stop at {self.resource.kind} objects. Grant get/list/watch on {self.resource.plural} "
             f"in API group {group} (Helm: clusterRole.extraRules)"
         )
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A task given up on: take its outcome, so asyncio does not log it as unretrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _describe(error: BaseException | None) -> str:
