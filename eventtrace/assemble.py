@@ -312,30 +312,67 @@ def _event_attributes(
 ) -> tuple[tuple[str, AttributeValue], ...]:
     event = occurrence.event
     ref = event.involved
-    attributes: dict[str, AttributeValue] = {
-        "k8s.event.reason": event.reason,
-        "k8s.event.message": event.message,
-        "k8s.event.type": event.type,
-        "k8s.event.count": event.count,
-        "k8s.event.uid": event.uid,
-        "k8s.event.name": event.name,
-        "eventtrace.occurrences": occurrence.occurrences,
-        "k8s.object.kind": ref.kind,
-        "k8s.object.name": ref.name,
-        "k8s.object.uid": _uid(involved.ref, ref),
-        "k8s.object.api_version": ref.api_version,
-        "k8s.object.fieldpath": event.field_path,
-        "k8s.event.action": event.action,
-        "k8s.node.name": event.host,
-    }
-    if ref.namespace:
-        attributes["k8s.namespace.name"] = ref.namespace
-    semconv = _SEMCONV_KEYS.get(ref.kind)
-    if semconv is not None:  # _semconv, inline: it may override k8s.node.name
-        attributes[semconv[0]] = ref.name
-        if attributes["k8s.object.uid"]:
-            attributes[semconv[1]] = attributes["k8s.object.uid"]
-    return _compact(attributes)
+    object_uid = _uid(involved.ref, ref)
+    values: tuple[AttributeValue, ...] = (
+        event.reason,
+        event.message,
+        event.type,
+        event.count,
+        event.uid,
+        event.name,
+        occurrence.occurrences,
+        ref.kind,
+        ref.name,
+        object_uid,
+        ref.api_version,
+        event.field_path,
+        event.action,
+        event.host,
+        ref.namespace,
+        ref.name,  # k8s.<kind>.name
+        object_uid,  # k8s.<kind>.uid
+    )
+    layout = _EVENT_LAYOUTS.get(ref.kind)
+    if layout is None:
+        layout = _event_layout(ref.kind)
+    # Sorted by key, without empty strings (as _compact): no dict per span.
+    return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
+
+
+# The attribute keys of an event span, in the order of `values` above.
+_EVENT_KEYS = (
+    "k8s.event.reason",
+    "k8s.event.message",
+    "k8s.event.type",
+    "k8s.event.count",
+    "k8s.event.uid",
+    "k8s.event.name",
+    "eventtrace.occurrences",
+    "k8s.object.kind",
+    "k8s.object.name",
+    "k8s.object.uid",
+    "k8s.object.api_version",
+    "k8s.object.fieldpath",
+    "k8s.event.action",
+    "k8s.node.name",
+    "k8s.namespace.name",
+)
+_EVENT_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def _event_layout(kind: str) -> tuple[tuple[str, int], ...]:
+    """(key, index into `values`) for an involved object of this kind, sorted by key. The
+    semantic-convention pair comes last, so it wins where it names the same key
+    (k8s.node.name of a Node, k8s.namespace.name of a Namespace)."""
+    slots = dict(zip(_EVENT_KEYS, range(len(_EVENT_KEYS)), strict=True))
+    semconv = _SEMCONV_KEYS.get(kind)
+    if semconv is not None:
+        slots[semconv[0]] = len(_EVENT_KEYS)
+        slots[semconv[1]] = len(_EVENT_KEYS) + 1
+    layout = tuple(sorted(slots.items()))
+    if len(_EVENT_LAYOUTS) < 1024:  # kinds are few; CRDs could be many
+        _EVENT_LAYOUTS[kind] = layout
+    return layout
 
 
 def _object_attributes(link: Link) -> tuple[tuple[str, AttributeValue], ...]:

@@ -257,7 +257,10 @@ class LiveService:
         log.info("stopped: closed every open trace (%d spans flushed)", flushed)
 
     async def _on_event(self, kind: str, raw: dict[str, Any]) -> None:
-        await self.queue.put((kind, raw))  # a full queue slows the watch: backpressure
+        if self.queue.full():
+            await self.queue.put((kind, raw))  # a full queue slows the watch: backpressure
+        else:
+            self.queue.put_nowait((kind, raw))  # no coroutine to make and run
 
     async def _pump(self, sink: SpanSink) -> None:
         next_release = 0
