@@ -77,8 +77,8 @@ class Measurement:
     # run: CPU seconds used by eventtrace, the API server and the receiver, process start
     # to exit (start-up included), to show which of the three the cores were busy with
     cpu_seconds: tuple[float, float, float] | None = None
-    # run: the highest sum of the RSS of eventtrace's own child processes (its OTLP
-    # encoding process), sampled at every poll: its memory counts too
+    # run: the highest sum of the RSS of eventtrace's own child processes, if any,
+    # sampled at every poll: their memory counts too
     children_rss_kb: int = 0
 
     @property
@@ -629,10 +629,9 @@ FOOTNOTES = f"""\
 - Each path runs in its own fresh process on the same generated data; peak RSS is that
   process's `ru_maxrss` from wait4 (for 4: the `eventtrace run` process, not the API
   server or the receiver). Linux carries a parent's peak RSS into its children, so no
-  figure can be below the benchmark's own ({{harness}} MB). For 4, "A (B + C)": B is
-  `eventtrace run`'s peak, C the peak of its own children's summed RSS (the OTLP encoding
-  process; sampled every poll), A = B + C, which the 300 MB bar is held to. For 3 only
-  the replay process is counted.
+  figure can be below the benchmark's own ({{harness}} MB). Were `eventtrace run` to start
+  child processes, 4 would show "A (B + C)": B its own peak, C the peak of its children's
+  summed RSS (sampled every poll), A = B + C, which the 300 MB bar is then held to.
 - 1 and 2 time the loop over the lines of `events.jsonl` (read from the page cache).
 - 3 times `eventtrace.cli.main(["replay", …])` in the child: reading both files, parsing,
   the pipeline, OTLP/gRPC export and the final flush (interpreter start and imports
