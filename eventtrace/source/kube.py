@@ -160,11 +160,9 @@ class KubeApi:
 
     async def stream(
         self, path: str, query: dict[str, str], *, inactivity: float, deadline: float
-    ) -> AsyncIterator[list[bytes]]:
-        """The lines of a watch response as they arrive, in batches (all the complete
-        lines of what the socket gave): first an empty batch once the server has
-        accepted the watch. Batches, not lines: reading line by line cost more per frame
-        than parsing it."""
+    ) -> AsyncIterator[bytes]:
+        """The lines of a watch response, as they arrive: first an empty line once the
+        server has accepted the watch, then one line per frame."""
         # aiohttp's sock_read watches for silence per read of the socket, which costs
         # nothing per line (a timeout around each readline costs a timer per event).
         timeout = aiohttp.ClientTimeout(total=deadline, sock_connect=30, sock_read=inactivity)
@@ -172,21 +170,15 @@ class KubeApi:
         try:
             if response.status >= 400:
                 raise _api_error(response, await response.read())
-            yield []
-            partial = b""  # the start of a line whose end has not come yet
+            yield b""
             while True:
                 try:
-                    chunk = await response.content.readany()
+                    line = await response.content.readline()
                 except aiohttp.ServerTimeoutError:
                     raise StreamStalled(f"no data for {inactivity:.0f}s") from None
-                if not chunk:
-                    if partial:
-                        yield [partial]
+                if not line:
                     return
-                lines = (partial + chunk if partial else chunk).split(b"\n")
-                partial = lines.pop()
-                if lines:
-                    yield lines
+                yield line
         finally:
             response.close()
 

@@ -162,21 +162,20 @@ class Watcher:
             inactivity=self.inactivity_timeout,
             deadline=self.watch_timeout + 60,
         )
-        async for batch in lines:
-            self.healthy = True  # an empty batch: accepted; a quiet event stream is normal
-            for line in batch:
-                if not line.strip():
-                    continue
-                self._flowed = True
-                frame = orjson.loads(line)
-                kind, obj = frame.get("type"), frame.get("object")
-                if kind == "ERROR":
-                    raise error_from_status(obj)
-                version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
-                if kind != "BOOKMARK" and isinstance(obj, dict):
-                    await self.handler(str(kind), obj)
-                if version:
-                    self.resource_version = str(version)
+        async for line in lines:
+            self.healthy = True
+            if not line:
+                continue  # accepted; a quiet event stream is normal
+            self._flowed = True
+            frame = orjson.loads(line)
+            kind, obj = frame.get("type"), frame.get("object")
+            if kind == "ERROR":
+                raise error_from_status(obj)
+            version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+            if kind != "BOOKMARK" and isinstance(obj, dict):
+                await self.handler(str(kind), obj)
+            if version:
+                self.resource_version = str(version)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
         retrying = AsyncRetrying(
