@@ -45,7 +45,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
-from eventtrace.export.protobuf import SpanEncoder
+from eventtrace.export.protobuf import MAX_CACHED_RESOURCES, SpanEncoder
 from eventtrace.metrics import Metrics
 from eventtrace.model import AttributeValue, Span, SpanStatus
 from eventtrace.settings import Settings, SettingsError
@@ -67,7 +67,6 @@ CLOSING_MAX_WAIT = 0.5
 ABORT_GRACE = 1.0
 # A full queue that drains below this fraction ends a drop burst (next drop warns again).
 BURST_END_FRACTION = 0.5
-MAX_CACHED_RESOURCES = 10_000
 # room() stops waiting for an export that has taken this long: the backend is in trouble.
 ROOM_STALL_SECONDS = 2.0
 # Batches on their way at once: one is encoded while the other is sent. More only added
@@ -259,7 +258,8 @@ class OtlpSink:
 
     Queue: at most settings.export_queue_size spans waiting; when full the OLDEST are
     dropped and counted (reason="queue_full"). Batches of at most export_batch_size go
-    every export_interval, or as soon as a batch is full. A failed batch is kept and
+    every export_interval, or as soon as a batch is full, IN_FLIGHT at a time (so their
+    order at the backend is not fixed). A failed batch is kept and
     retried with backoff until it is delivered or the sink is closed. Leaving the context
     flushes for at most `shutdown_timeout` seconds; what is left is counted
     (reason="shutdown") and logged. Call `submit` from the event loop's thread.
