@@ -13,12 +13,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventtrace import __version__
-
-if TYPE_CHECKING:
-    from eventtrace.settings import Settings
+from eventtrace.metrics import Metrics
+from eventtrace.settings import Settings, SettingsError, load_settings
+from eventtrace.source.files import InputFileError
 
 log = logging.getLogger("eventtrace")
 
@@ -26,11 +26,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Imported here, not above: the encoding process (export/encoding_process.py) is
-    # spawned with this module as its main and needs none of it.
-    from eventtrace.settings import SettingsError, load_settings
-    from eventtrace.source.files import InputFileError
-
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -54,8 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from eventtrace.metrics import Metrics
-
     metrics = Metrics()
     if args.command == "run":
         from eventtrace.live import run

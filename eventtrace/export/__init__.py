@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Protocol, Self
 
+from eventtrace.metrics import Metrics
 from eventtrace.model import Span
-
-if TYPE_CHECKING:  # not imported at run time: the encoding process imports this package
-    from eventtrace.metrics import Metrics
-    from eventtrace.settings import Settings
+from eventtrace.settings import Settings
 
 
 class SpanSink(Protocol):
