@@ -59,7 +59,7 @@ def measure(directory: Path) -> dict[str, Any]:
 
     batches = [spans[start : start + 512] for start in range(0, len(spans), 512)]
     started = time.perf_counter()
-    try:  # export/protobuf.py since the encoding process; before, in otlp.py
+    try:  # in export/protobuf.py since a80d70f; before, in otlp.py
         from eventtrace.export.protobuf import SpanEncoder
 
         encoder = SpanEncoder("eventtrace")
