@@ -363,13 +363,6 @@ def _text(fields: dict[str, Any], key: str) -> str:
     return value
 
 
-def _opt_text(value: Any) -> str | None:
-    """A `str | None` field."""
-    if value is None or type(value) is str:
-        return value
-    raise _UNSURE
-
-
 def _named(fields: Any) -> dict[str, Any]:
     """A model field given as a dict with a non-empty `kind` and `name`."""
     if type(fields) is not dict:
@@ -589,16 +582,7 @@ def _owners(keys: tuple[tuple[str, str, str, str, str, bool | None], ...]) -> tu
         if len(_OWNERS) >= _OWNERS_LIMIT:
             _OWNERS.clear()
         owners = _OWNERS[keys] = tuple(
-            OwnerRef(
-                ObjectRef(
-                    kind=_intern(kind),
-                    name=name,
-                    namespace=_intern(namespace),
-                    uid=uid,
-                    api_version=_intern(api_version),
-                ),
-                controller=bool(controller),
-            )
+            OwnerRef(_object_ref(kind, name, namespace, uid, api_version), bool(controller))
             for kind, name, namespace, uid, api_version, controller in keys
         )
     return owners
