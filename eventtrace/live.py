@@ -20,7 +20,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
 from tenacity import wait_exponential_jitter as jittered
 
-from eventtrace.export import SpanSink, open_sink
+from eventtrace.export import SpanSink, burst_piece, open_sink
 from eventtrace.filters import EventFilter
 from eventtrace.health import HealthServer
 from eventtrace.metrics import Metrics
@@ -245,7 +245,7 @@ class LiveService:
             self._accept(*self.queue.get_nowait(), now)
         # In pieces the export queue can hold, waiting for room until the flush deadline.
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
-        piece = max(1, self.settings.export_queue_size // 4)
+        piece = burst_piece(self.settings)
         flushed = 0
         while spans := self.pipeline.drain(now, budget=piece):
             if time.monotonic() < deadline:

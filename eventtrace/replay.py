@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from eventtrace.assemble import TraceRules
-from eventtrace.export import open_sink
+from eventtrace.export import burst_piece, open_sink
 from eventtrace.filters import EventFilter
 from eventtrace.metrics import Metrics
 from eventtrace.model import EventState, KubeObject, Rejected
@@ -83,7 +83,7 @@ async def replay(paths: list[str], settings: Settings, metrics: Metrics, output:
     metrics.stale_states.inc(stats.stale)
     async with open_sink(output, settings, metrics) as sink:
         # In pieces the sink's queue can hold, as fast as it sends them: nothing dropped.
-        piece = max(1, settings.export_queue_size // 2)
+        piece = burst_piece(settings)
         for start in range(0, len(spans), piece):
             await sink.room()
             sink.submit(spans[start : start + piece])

@@ -55,6 +55,12 @@ class LocalSink:
         """Writing in place: always room."""
 
 
+def burst_piece(settings: Settings) -> int:
+    """How many spans to submit after each `room()` when a burst goes out (a replay, the
+    flush at shutdown): half the export queue, which is what `room()` leaves free."""
+    return max(1, settings.export_queue_size // 2)
+
+
 def open_sink(
     output: str, settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0
 ) -> SpanSink:
