@@ -24,7 +24,7 @@ from eventtrace.export import SpanSink, burst_piece, open_sink
 from eventtrace.filters import EventFilter
 from eventtrace.health import HealthServer
 from eventtrace.metrics import Metrics
-from eventtrace.model import Rejected
+from eventtrace.model import EventState, Rejected
 from eventtrace.pipeline import Pipeline
 from eventtrace.replay import rules_from
 from eventtrace.settings import Settings
@@ -148,7 +148,7 @@ class LiveService:
         self.pipeline = Pipeline(rules_from(settings), int(settings.resolve_timeout * 1e9))
         self.resolver = Resolver(api, self.pipeline.index, metrics)
         self.keep = EventFilter.from_settings(settings)
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[EventState] = asyncio.Queue(QUEUE_SIZE)
         namespaces: list[str | None] = list(settings.namespaces) or [None]
         timeouts = (settings.watch_timeout, settings.inactivity_timeout)
         self.event_watchers = [
@@ -242,7 +242,7 @@ class LiveService:
     async def _shutdown(self, sink: SpanSink) -> None:
         now = time.time_ns()
         while not self.queue.empty():
-            self._accept(*self.queue.get_nowait(), now)
+            self._accept(self.queue.get_nowait(), now)
         # In pieces the export queue can hold, waiting for room until the flush deadline.
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
         piece = burst_piece(self.settings)
@@ -257,10 +257,19 @@ class LiveService:
         log.info("stopped: closed every open trace (%d spans flushed)", flushed)
 
     async def _on_event(self, kind: str, raw: dict[str, Any]) -> None:
+        """Parsed as it comes off the stream, so the raw dict (a few KB, managedFields and
+        all) is freed while still in the CPU's cache and only the small state waits."""
+        if kind == "DELETED":
+            return  # an event expiring (TTL) is no occurrence
+        state = parse_event(raw, "watch", max_message_bytes=self.settings.max_message_bytes)
+        if isinstance(state, Rejected):
+            log.warning("%s", state)
+            self.metrics.invalid_events.labels(reason=state.category).inc()
+            return
         if self.queue.full():
-            await self.queue.put((kind, raw))  # a full queue slows the watch: backpressure
+            await self.queue.put(state)  # a full queue slows the watch: backpressure
         else:
-            self.queue.put_nowait((kind, raw))  # no coroutine to make and run
+            self.queue.put_nowait(state)  # no coroutine to make and run
 
     async def _pump(self, sink: SpanSink) -> None:
         next_release = 0
@@ -269,13 +278,13 @@ class LiveService:
             await sink.room()  # the exporter is behind: leave events in the queue meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_SECONDS):
-                    kind, raw = await self.queue.get()
+                    state = await self.queue.get()
                     now = time.time_ns()
-                    self._accept(kind, raw, now)
+                    self._accept(state, now)
                     for _ in range(BATCH):
                         if self.queue.empty():
                             break
-                        self._accept(*self.queue.get_nowait(), now)
+                        self._accept(self.queue.get_nowait(), now)
             now = time.time_ns()
             if now >= next_release:
                 piece = max(1, min(self.settings.export_batch_size, BATCH))
@@ -295,14 +304,7 @@ class LiveService:
                 gc.collect()  # the old generation, which the thresholds (cli.py) leave be
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
 
-    def _accept(self, kind: str, raw: dict[str, Any], now: int) -> None:
-        if kind == "DELETED":
-            return  # an event expiring (TTL) is no occurrence
-        state = parse_event(raw, "watch", max_message_bytes=self.settings.max_message_bytes)
-        if isinstance(state, Rejected):
-            log.warning("%s", state)
-            self.metrics.invalid_events.labels(reason=state.category).inc()
-            return
+    def _accept(self, state: EventState, now: int) -> None:
         received = self._received.get(state.type)
         if received is None:  # labels() costs more than the rest of a counter's work
             received = self._received[state.type] = self.metrics.events_received.labels(
