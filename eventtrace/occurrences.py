@@ -12,9 +12,10 @@ class OccurrenceTracker:
     __slots__ = ("_seen",)
 
     def __init__(self) -> None:
-        # uid → (highest count, latest occurrence): plain tuples of ints, which the
-        # garbage collector stops tracking (it keeps these for hours, by the thousand).
-        self._seen: dict[str, tuple[int, int]] = {}
+        # uid → (highest count, latest occurrence) packed into one int (_pack): kept for
+        # hours for every event, it is the tracker's size: 36 bytes instead of a tuple and
+        # an int (88), and nothing for the garbage collector to track.
+        self._seen: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -22,15 +23,15 @@ class OccurrenceTracker:
     def observe(self, state: EventState) -> Occurrence | None:
         seen = self._seen.get(state.uid)
         if seen is None:
-            self._seen[state.uid] = (state.count, state.last_ns)
+            self._seen[state.uid] = _pack(state.count, state.last_ns)
             # First sight: one span from the first to the last occurrence, however many.
             return Occurrence(
                 state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns
             )
-        previous_count, previous_last = seen
+        previous_count, previous_last = _unpack(seen)
         if state.count <= previous_count:
             return None
-        self._seen[state.uid] = (state.count, max(previous_last, state.last_ns))
+        self._seen[state.uid] = _pack(state.count, max(previous_last, state.last_ns))
         # One new occurrence happened at its lastTimestamp; a jump (updates missed) spans
         # the time since the last occurrence we saw.
         jumped = state.count - previous_count > 1
@@ -39,7 +40,22 @@ class OccurrenceTracker:
 
     def forget_older_than(self, cutoff_ns: int) -> int:
         """Drop events not seen since `cutoff_ns` (the API server keeps events ~1 h)."""
-        stale = [uid for uid, (_, last_ns) in self._seen.items() if last_ns < cutoff_ns]
+        stale = [uid for uid, packed in self._seen.items() if _unpack(packed)[1] < cutoff_ns]
         for uid in stale:
             del self._seen[uid]
         return len(stale)
+
+
+# Times as parse makes them fit in 72 bits once offset (years 1 to 9999 are within ±2**71
+# ns); the count (never negative) goes above them.
+_TIME_BITS = 72
+_TIME_OFFSET = 1 << (_TIME_BITS - 1)
+_TIME_MASK = (1 << _TIME_BITS) - 1
+
+
+def _pack(count: int, last_ns: int) -> int:
+    return (count << _TIME_BITS) | (last_ns + _TIME_OFFSET)
+
+
+def _unpack(packed: int) -> tuple[int, int]:
+    return packed >> _TIME_BITS, (packed & _TIME_MASK) - _TIME_OFFSET

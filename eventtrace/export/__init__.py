@@ -57,7 +57,7 @@ class LocalSink:
 
 def burst_piece(settings: Settings) -> int:
     """How many spans to submit after each `room()` when a burst goes out (a replay, the
-    flush at shutdown): half the export queue, which is what `room()` leaves free."""
+    flush at shutdown): half the export queue, which `room()` always leaves free."""
     return max(1, settings.export_queue_size // 2)
 
 

@@ -72,6 +72,10 @@ ROOM_STALL_SECONDS = 2.0
 # Batches on their way at once: one is encoded while the other is sent. More only added
 # thread switching (measured: 4 in flight cost ~10 % more CPU for no more events/s).
 IN_FLIGHT = 2
+# room() lets producers on once this many batches or fewer wait (at most half the queue):
+# enough that the exporter never waits for work, and the rest of the queue stays free for
+# an outage rather than holding ~1.3 KB a span in steady state (measured: 10 000 spans).
+ROOM_BATCHES = 4
 
 
 def _version() -> str:
@@ -275,6 +279,7 @@ class OtlpSink:
         self._batch_size = settings.export_batch_size
         self._interval = settings.export_interval
         self._capacity = settings.export_queue_size
+        self._room_level = max(1, min(self._capacity // 2, ROOM_BATCHES * self._batch_size))
         self._shutdown_timeout = shutdown_timeout
         self._resources = ResourceCache()
         self._encoder = SpanEncoder(SCOPE.name, SCOPE.version or "")
@@ -323,12 +328,13 @@ class OtlpSink:
             await asyncio.to_thread(self._shutdown_exporter)
 
     async def room(self) -> None:
-        """Wait until the queue is at most half full, so what comes next need not push
-        anything out: backpressure for a producer faster than the backend (a re-list of an
-        hour of events, a replay). Returns at once while exports fail or once the sink is
-        closing: then the bounded queue drops the oldest, as above."""
+        """Wait until at most a few batches wait (ROOM_BATCHES, and never more than half
+        the queue), so what comes next need not push anything out: backpressure for a
+        producer faster than the backend (a re-list of an hour of events, a replay).
+        Returns at once while exports fail or once the sink is closing: then the bounded
+        queue drops the oldest, as above."""
         while (
-            len(self._queue) > self._capacity // 2
+            len(self._queue) > self._room_level
             and not self._failing
             and not self._closed
             and not self._closing.is_set()
@@ -565,7 +571,7 @@ class OtlpSink:
 
     def _record_delivered(self, batch: list[Span]) -> None:
         self._failing = False
-        if len(self._queue) <= self._capacity // 2:
+        if len(self._queue) <= self._room_level:
             self._room.set()
         by_kind = Counter(span.kind.value for span in batch)
         for kind, count in by_kind.items():
