@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from test_export_otlp import numbered_spans, rollout
@@ -29,3 +31,15 @@ def test_same_bytes_as_the_sdk_encoder() -> None:
     assert encoder.encode(spans) == sdk_bytes(spans)
     assert encoder.encode(spans) == sdk_bytes(spans), "the caches change nothing"
     assert SpanEncoder("x").encode(spans[:3]) == sdk_bytes(spans[:3], InstrumentationScope("x"))
+
+
+def test_equal_int_bool_and_float_values_keep_their_own_encodings() -> None:
+    # 1 == True == 1.0 (and hash alike): a cached encoding of one must not serve another.
+    base = rollout()[0]
+    spans = [
+        replace(base, span_id=f"{n:016x}", attributes=(("x", value), ("y", value)))
+        for n, value in enumerate([1, True, 1.0, 1, True, 0, False, 0.0, 1, "1"])
+    ]
+    encoder = SpanEncoder(SCOPE.name, SCOPE.version or "")
+    assert encoder.encode(spans) == sdk_bytes(spans)
+    assert encoder.encode(spans[::-1]) == sdk_bytes(spans[::-1])

@@ -64,14 +64,27 @@ _KEYS: dict[str, bytes] = {}  # attribute key → its KeyValue.key field
 
 
 def _string_attribute(key: str, value: str) -> bytes:
-    """`_field(b"\\x4a", _key_value(key, value))` for a string value, faster."""
+    """`_field(b"\\x4a", _key_value(key, value))` for a string value, faster: most lengths
+    are one-byte varints, looked up rather than computed."""
     key_field = _KEYS.get(key)
     if key_field is None:
         key_field = _KEYS[key] = _field(b"\x0a", key.encode())
     data = value.encode()
-    any_value = b"\x0a" + _varint(len(data)) + data
-    key_value = key_field + b"\x12" + _varint(len(any_value)) + any_value
-    return b"\x4a" + _varint(len(key_value)) + key_value
+    size = len(data)
+    any_value = b"\x0a" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + data
+    size = len(any_value)
+    key_value = key_field + b"\x12" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size))
+    key_value += any_value
+    size = len(key_value)
+    return b"\x4a" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + key_value
+
+
+def _keep(
+    cache: dict[tuple[str, AttributeValue], bytes], pair: tuple[str, AttributeValue], encoded: bytes
+) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[pair] = encoded
 
 
 class SpanEncoder:
@@ -83,7 +96,8 @@ class SpanEncoder:
         if scope_version:
             scope_bytes += _field(b"\x12", scope_version.encode())
         self._scope = _field(b"\x0a", scope_bytes)  # ScopeSpans.scope
-        self._attributes: dict[tuple[str, AttributeValue], bytes] = {}
+        self._strings: dict[tuple[str, AttributeValue], bytes] = {}
+        self._counts: dict[tuple[str, AttributeValue], bytes] = {}
         self._resources: dict[tuple[tuple[str, AttributeValue], ...], bytes] = {}
 
     def encode(self, spans: Sequence[Span]) -> bytes:
@@ -121,21 +135,25 @@ class SpanEncoder:
             b"\x41",
             _pack_fixed64(span.end_ns),
         ]
-        cache = self._attributes
+        strings, counts = self._strings, self._counts
         for pair in span.attributes:
-            # Only string-valued pairs are kept, and no str equals an int, bool or float:
-            # a hit is always the right encoding.
-            encoded = cache.get(pair)
+            # Pairs with a str value are kept in one cache, with an int value in another:
+            # 1 == True == 1.0, so an int's encoding must never be found for a bool or float.
+            encoded = strings.get(pair)
             if encoded is None:
                 key, value = pair
-                if type(value) is str:
+                kind = type(value)
+                if kind is str:
                     encoded = _string_attribute(key, value)
+                    if key not in _UNIQUE_KEYS:
+                        _keep(strings, pair, encoded)
+                elif kind is int:  # counts: small numbers, over and over
+                    encoded = counts.get(pair)
+                    if encoded is None:
+                        encoded = _field(b"\x4a", _key_value(key, value))
+                        _keep(counts, pair, encoded)
                 else:
                     encoded = _field(b"\x4a", _key_value(key, value))  # Span.attributes
-                if type(value) is str and key not in _UNIQUE_KEYS:
-                    if len(cache) >= _CACHE_LIMIT:
-                        cache.clear()
-                    cache[pair] = encoded
             parts.append(encoded)
         if span.status is SpanStatus.ERROR:
             message = span.status_message
