@@ -142,12 +142,11 @@ class SpanEncoder:
             encoded = strings.get(pair)
             if encoded is None:
                 key, value = pair
-                kind = type(value)
-                if kind is str:
+                if type(value) is str:
                     encoded = _string_attribute(key, value)
                     if key not in _UNIQUE_KEYS:
                         _keep(strings, pair, encoded)
-                elif kind is int:  # counts: small numbers, over and over
+                elif type(value) is int:  # counts: small numbers, over and over
                     encoded = counts.get(pair)
                     if encoded is None:
                         encoded = _field(b"\x4a", _key_value(key, value))
