@@ -34,18 +34,21 @@ def identity_of(ref: ObjectRef, known: KubeObject | None) -> str:
 class ObjectIndex:
     """What is known of objects, by uid and by kind/namespace/name, plus owner hints."""
 
-    __slots__ = ("_by_key", "_by_uid", "_hints", "_links")
+    __slots__ = ("_by_key", "_by_uid", "_count", "_hints", "_links")
 
     def __init__(self) -> None:
         self._by_uid: dict[str, KubeObject] = {}
-        self._by_key: dict[tuple[str, str, str], KubeObject] = {}
+        # kind → namespace → name → object: nested rather than keyed by a (kind, namespace,
+        # name) tuple, which would cost 64 bytes an object (6 MB for 100 000).
+        self._by_key: dict[str, dict[str, dict[str, KubeObject]]] = {}
+        self._count = 0
         self._hints: dict[tuple[str, str, str], ObjectRef] = {}
         # The Link of each known object (with a uid) that has been on a chain: chains are
         # built twice per event, and their links are the same as long as the object is.
         self._links: dict[str, Link] = {}
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return self._count
 
     def put(self, obj: KubeObject) -> None:
         """Keep the newest state of each object; equal versions tie-break on content."""
@@ -55,13 +58,22 @@ class ObjectIndex:
         if obj.ref.uid:
             self._by_uid[obj.ref.uid] = obj
             self._links.pop(obj.ref.uid, None)
-        current = self._by_key.get(obj.ref.key)
+        ref = obj.ref
+        namespaces = self._by_key.get(ref.kind)
+        if namespaces is None:
+            namespaces = self._by_key[ref.kind] = {}
+        names = namespaces.get(ref.namespace)
+        if names is None:
+            names = namespaces[ref.namespace] = {}
+        current = names.get(ref.name)
+        if current is None:
+            self._count += 1
         if (
             current is None
-            or current.ref.uid == obj.ref.uid
+            or current.ref.uid == ref.uid
             or _version_rank(obj) >= _version_rank(current)
         ):
-            self._by_key[obj.ref.key] = obj
+            names[ref.name] = obj
 
     def forget(self, obj: KubeObject) -> None:
         if self._by_uid.get(obj.ref.uid) is obj:
@@ -69,8 +81,13 @@ class ObjectIndex:
         link = self._links.get(obj.ref.uid)
         if link is not None and link.known is obj:
             del self._links[obj.ref.uid]
-        if self._by_key.get(obj.ref.key) is obj:
-            del self._by_key[obj.ref.key]
+        ref = obj.ref
+        names = self._by_key.get(ref.kind, {}).get(ref.namespace)
+        if names is not None and names.get(ref.name) is obj:
+            del names[ref.name]
+            self._count -= 1
+            if not names:  # namespaces come and go
+                del self._by_key[ref.kind][ref.namespace]
 
     def by_uid(self, uid: str) -> KubeObject | None:
         return self._by_uid.get(uid)
@@ -79,7 +96,8 @@ class ObjectIndex:
         found = self._by_uid.get(ref.uid) if ref.uid else None
         if found is not None and found.ref.kind == ref.kind:
             return found
-        return self._by_key.get(ref.key)
+        names = self._by_key.get(ref.kind, _NOTHING).get(ref.namespace)
+        return names.get(ref.name) if names is not None else None
 
     def learn_from(self, event: EventState) -> None:
         """A controller's message that names a child it made ("Created pod: NAME") tells us
@@ -119,6 +137,9 @@ class ObjectIndex:
             links.append(link)
             ref = known.controller if known is not None else self.hinted_owner(ref)
         return tuple(links)
+
+
+_NOTHING: dict[str, dict[str, KubeObject]] = {}
 
 
 def _version_rank(obj: KubeObject) -> tuple[int, str]:
