@@ -7,15 +7,16 @@ The live resolver fills the index; replay fills it from object dumps.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from eventtrace.model import EventState, KubeObject, ObjectRef
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(NamedTuple):
     """One object on a chain. `identity` keys its span: the real uid where the object is
-    known, else kind/namespace/name (kubelet's Node events carry the name as uid)."""
+    known, else kind/namespace/name (kubelet's Node events carry the name as uid).
+    A tuple: made afresh for every link of every chain (twice an event), which a tuple
+    does fastest; keeping them instead cost 60 bytes an object on a chain."""
 
     identity: str
     ref: ObjectRef
@@ -34,7 +35,7 @@ def identity_of(ref: ObjectRef, known: KubeObject | None) -> str:
 class ObjectIndex:
     """What is known of objects, by uid and by kind/namespace/name, plus owner hints."""
 
-    __slots__ = ("_by_key", "_by_uid", "_count", "_hints", "_links")
+    __slots__ = ("_by_key", "_by_uid", "_count", "_hints")
 
     def __init__(self) -> None:
         self._by_uid: dict[str, KubeObject] = {}
@@ -43,9 +44,6 @@ class ObjectIndex:
         self._by_key: dict[str, dict[str, dict[str, KubeObject]]] = {}
         self._count = 0
         self._hints: dict[tuple[str, str, str], ObjectRef] = {}
-        # The Link of each known object (with a uid) that has been on a chain: chains are
-        # built twice per event, and their links are the same as long as the object is.
-        self._links: dict[str, Link] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -57,7 +55,6 @@ class ObjectIndex:
             return
         if obj.ref.uid:
             self._by_uid[obj.ref.uid] = obj
-            self._links.pop(obj.ref.uid, None)
         ref = obj.ref
         namespaces = self._by_key.get(ref.kind)
         if namespaces is None:
@@ -78,9 +75,6 @@ class ObjectIndex:
     def forget(self, obj: KubeObject) -> None:
         if self._by_uid.get(obj.ref.uid) is obj:
             del self._by_uid[obj.ref.uid]
-        link = self._links.get(obj.ref.uid)
-        if link is not None and link.known is obj:
-            del self._links[obj.ref.uid]
         ref = obj.ref
         names = self._by_key.get(ref.kind, {}).get(ref.namespace)
         if names is not None and names.get(ref.name) is obj:
@@ -119,15 +113,12 @@ class ObjectIndex:
         ownerReference says and end it; cycles are cut at the first repeat."""
         links: list[Link] = []
         seen: set[str] = set()
-        cached = self._links
         ref: ObjectRef | None = involved
         while ref is not None:
             known = self.find(ref)
             if known is not None and known.ref.uid:
                 identity = known.ref.uid
-                link = cached.get(identity)
-                if link is None or link.known is not known:
-                    link = cached[identity] = Link(identity, known.ref, known)
+                link = Link(identity, known.ref, known)
             else:
                 identity = identity_of(ref, known)
                 link = Link(identity, known.ref if known is not None else ref, known)
