@@ -169,7 +169,7 @@ class LiveService:
     def _object_watcher(
         self, api: KubeApi, resource: Resource, namespace: str | None, timeouts: tuple[float, float]
     ) -> Watcher:
-        feed = self.resolver.feed(resource.kind, resource.group)
+        feed = self.resolver.feed(resource.kind, resource.group, namespace)
         return Watcher(
             api,
             resource,

@@ -83,6 +83,10 @@ class ObjectIndex:
             if not names:  # namespaces come and go
                 del self._by_key[ref.kind][ref.namespace]
 
+    def objects(self) -> list[KubeObject]:
+        """Every object known by uid (a copy: the caller may change the index meanwhile)."""
+        return list(self._by_uid.values())
+
     def by_uid(self, uid: str) -> KubeObject | None:
         return self._by_uid.get(uid)
 

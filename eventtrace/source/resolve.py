@@ -42,6 +42,7 @@ class Resolver:
         self._missing: dict[tuple[str, str, str], float] = {}
         # Tombstones and fetched objects, by when to forget them.
         self._expiring: list[tuple[float, int, KubeObject]] = []
+        self._buried: set[int] = set()  # id() of what _expiring holds
         self._order = itertools.count()
         self._resources: dict[str, dict[str, Resource] | None] = {}
         self._forbidden: set[str] = set()  # resources RBAC keeps us from reading
@@ -51,9 +52,9 @@ class Resolver:
 
     # -- objects streaming in from the workload watches --------------------------------
 
-    def feed(self, kind: str, group: str = "") -> ObjectFeed:
+    def feed(self, kind: str, group: str = "", namespace: str | None = None) -> ObjectFeed:
         """The handler for one workload watch."""
-        return ObjectFeed(self, kind, group)
+        return ObjectFeed(self, kind, group, namespace)
 
     def keep(self, raw: dict[str, Any]) -> KubeObject | None:
         obj = parse_object(raw, "watch")
@@ -65,7 +66,11 @@ class Resolver:
         return obj
 
     def bury(self, obj: KubeObject, seconds: float = TOMBSTONE_SECONDS) -> None:
-        """Keep `obj` for late events, then forget it."""
+        """Keep `obj` for late events, then forget it. Once: a second burial (a re-list
+        that again lacks a tombstone) changes nothing."""
+        if id(obj) in self._buried:  # ids are unique while the heap holds the objects
+            return
+        self._buried.add(id(obj))
         heapq.heappush(self._expiring, (time.monotonic() + seconds, next(self._order), obj))
 
     def sweep(self, now: float | None = None) -> int:
@@ -73,7 +78,9 @@ class Resolver:
         now = time.monotonic() if now is None else now
         forgotten = 0
         while self._expiring and self._expiring[0][0] <= now:
-            self.index.forget(heapq.heappop(self._expiring)[2])
+            obj = heapq.heappop(self._expiring)[2]
+            self._buried.discard(id(obj))
+            self.index.forget(obj)
             forgotten += 1
         for key in [key for key, until in self._missing.items() if until <= now]:
             del self._missing[key]
@@ -199,14 +206,18 @@ class Resolver:
 
 
 class ObjectFeed:
-    """One workload watch into the index. Deleted objects become tombstones; so do objects
-    a re-list (after 410) no longer has, whose DELETED the watch never delivered."""
+    """One workload watch (of one namespace, or all) into the index. Deleted objects become
+    tombstones; so do objects a re-list (after 410) no longer has, whose DELETED the watch
+    never delivered. Which objects those are, the index tells: no set of uids of its own
+    (4.5 MB for 100 000 objects)."""
 
-    def __init__(self, resolver: Resolver, kind: str, group: str = "") -> None:
+    def __init__(
+        self, resolver: Resolver, kind: str, group: str = "", namespace: str | None = None
+    ) -> None:
         self.resolver = resolver
         self.kind = kind
         self.group = group
-        self._live: set[str] = set()
+        self.namespace = namespace
 
     async def __call__(self, change: str, raw: dict[str, Any]) -> None:
         if not raw.get("kind"):
@@ -215,18 +226,19 @@ class ObjectFeed:
         if obj is None:
             return
         if change == "DELETED":
-            self._live.discard(obj.ref.uid)
             self.resolver.bury(obj)
-        else:
-            self._live.add(obj.ref.uid)
 
     def listed(self, uids: set[str]) -> None:
         self.resolver.listed(self.group, self.kind)
-        for uid in self._live - uids:
-            gone = self.resolver.index.by_uid(uid)
-            if gone is not None:
-                self.resolver.bury(gone)
-        self._live = uids
+        for obj in self.resolver.index.objects():
+            ref = obj.ref
+            if (
+                ref.kind == self.kind
+                and ref.uid not in uids
+                and (self.namespace is None or ref.namespace == self.namespace)
+                and ref.api_version.rpartition("/")[0] == self.group
+            ):
+                self.resolver.bury(obj)
 
 
 def _resources_in(api_version: str, listing: Any) -> dict[str, Resource]:

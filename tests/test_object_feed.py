@@ -1,0 +1,73 @@
+"""A workload watch's feed into the index: DELETED makes a tombstone, and so does a
+re-list that no longer has an object (its DELETED was never delivered), once, and only
+for the feed's own kind, API group and namespace. Tombstones go at the sweep."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from eventtrace.metrics import Metrics
+from eventtrace.model import ObjectRef
+from eventtrace.owners import ObjectIndex
+from eventtrace.source.resolve import TOMBSTONE_SECONDS, Resolver
+
+
+def raw(name: str, uid: str, namespace: str = "shop", api_version: str = "apps/v1") -> Any:
+    return {
+        "apiVersion": api_version,
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1"},
+    }
+
+
+def resolver() -> Resolver:
+    return Resolver(cast(Any, None), ObjectIndex(), Metrics())  # no fetch is asked of it
+
+
+def known(r: Resolver, kind: str, name: str, namespace: str = "shop") -> bool:
+    return r.index.find(ObjectRef(kind, name, namespace)) is not None
+
+
+def after_the_tombstones(r: Resolver) -> int:
+    return r.sweep(time.monotonic() + TOMBSTONE_SECONDS + 1)
+
+
+async def test_a_relist_buries_what_it_no_longer_has_once() -> None:
+    r = resolver()
+    feed = r.feed("ReplicaSet", "apps")
+    for name, uid in [("a", "u-a"), ("b", "u-b"), ("c", "u-c")]:
+        await feed("ADDED", raw(name, uid))
+    feed.listed({"u-a", "u-b", "u-c"})
+    assert r.sweep(time.monotonic()) == 0
+    feed.listed({"u-a", "u-c"})  # b was deleted while the watch was down
+    feed.listed({"u-a", "u-c"})  # and a second re-list buries it no second time
+    assert known(r, "ReplicaSet", "b"), "kept for late events until the sweep"
+    assert after_the_tombstones(r) == 1
+    assert [known(r, "ReplicaSet", n) for n in "abc"] == [True, False, True]
+
+
+async def test_deleted_is_buried_and_a_relist_does_not_bury_it_again() -> None:
+    r = resolver()
+    feed = r.feed("ReplicaSet", "apps")
+    await feed("ADDED", raw("a", "u-a"))
+    await feed("DELETED", raw("a", "u-a"))
+    feed.listed(set())
+    assert after_the_tombstones(r) == 1
+    assert not known(r, "ReplicaSet", "a")
+
+
+async def test_a_relist_leaves_other_kinds_groups_and_namespaces_alone() -> None:
+    r = resolver()
+    shop = r.feed("ReplicaSet", "apps", namespace="shop")
+    await shop("ADDED", raw("mine", "u-1"))
+    await r.feed("ReplicaSet", "apps", namespace="other")("ADDED", raw("x", "u-2", "other"))
+    await r.feed("ReplicaSet", "example.com")(
+        "ADDED", raw("y", "u-3", api_version="example.com/v1")
+    )
+    await r.feed("Deployment", "apps")("ADDED", raw("z", "u-4"))
+    shop.listed(set())
+    assert after_the_tombstones(r) == 1
+    assert not known(r, "ReplicaSet", "mine")
+    assert known(r, "ReplicaSet", "x", "other")
+    assert known(r, "ReplicaSet", "y")
+    assert known(r, "Deployment", "z")
