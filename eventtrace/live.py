@@ -1,7 +1,7 @@
 """`eventtrace run`: watch a cluster's events and export them as traces.
 
-The imperative shell around the pure pipeline: watches feed a bounded queue; one pump
-parses, filters and offers events, and releases spans on a short tick, with wall time as
+The imperative shell around the pure pipeline: watches parse events into a bounded queue;
+one pump filters and offers them, and releases spans on a short tick, with wall time as
 "now". Every task belongs to one TaskGroup and ends on SIGTERM/SIGINT, after which every
 open episode is closed and flushed.
 """
@@ -48,7 +48,7 @@ log = logging.getLogger("eventtrace.run")
 TICK_SECONDS = 0.05
 HOUSEKEEPING_SECONDS = 60.0
 SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
-QUEUE_SIZE = 2_000  # raw events waiting: each is a few KB of dicts
+QUEUE_SIZE = 2_000  # parsed events waiting for the pump
 CACHE_WAIT_SECONDS = 60.0
 # Events accepted, and spans released, between two turns of the event loop: small enough
 # that the export task (which needs a turn for each step of each batch) keeps pace.
