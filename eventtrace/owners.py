@@ -76,7 +76,7 @@ class ObjectIndex:
         if self._by_uid.get(obj.ref.uid) is obj:
             del self._by_uid[obj.ref.uid]
         ref = obj.ref
-        names = self._by_key.get(ref.kind, {}).get(ref.namespace)
+        names = self._by_key.get(ref.kind, _NOTHING).get(ref.namespace)
         if names is not None and names.get(ref.name) is obj:
             del names[ref.name]
             self._count -= 1
@@ -86,9 +86,6 @@ class ObjectIndex:
     def objects(self) -> list[KubeObject]:
         """Every object known by uid (a copy: the caller may change the index meanwhile)."""
         return list(self._by_uid.values())
-
-    def by_uid(self, uid: str) -> KubeObject | None:
-        return self._by_uid.get(uid)
 
     def find(self, ref: ObjectRef) -> KubeObject | None:
         found = self._by_uid.get(ref.uid) if ref.uid else None
