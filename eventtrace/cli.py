@@ -1,7 +1,8 @@
 """The command line: `eventtrace run | replay FILE… | demo`.
 
 Exit codes: 0 done, 1 could not do the job (API server unreachable, credentials refused),
-2 bad usage, a bad setting or an unreadable input file. Errors are one line, no traceback.
+2 bad usage, a bad setting or an unreadable input file; 141 when the reader of stdout went
+away (`eventtrace demo | head`). Errors are one line, no traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from eventtrace.source.files import InputFileError
 log = logging.getLogger("eventtrace")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE, like other commands in a pipe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `eventtrace demo | head`: the reader is gone. Quietly, as other tools do, and
+        # with stdout on /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

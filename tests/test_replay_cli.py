@@ -187,3 +187,39 @@ def test_replay_over_otlp_delivers_exactly_what_the_pipeline_made(otlp_receiver)
         for span in expected
     }  # fmt: skip
     assert got == want
+
+
+def many_pod_events(path: Path, pods: int) -> Path:
+    """One Pulling event for each of `pods` pods, a JSON line each."""
+    lines = [
+        orjson.dumps(
+            core_event(f"p{i}.1", ref("Pod", f"p{i}"), "Pulling", 'Pulling image "nginx"', at=i)
+        )
+        for i in range(pods)
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_every_span_is_written_before_the_process_exits(tmp_path: Path) -> None:
+    # eventtrace leaves the freeing of its heap to the OS at exit (__main__.py): what it
+    # wrote must all be out first. 2 000 pods: an event span and an object span each.
+    recording = many_pod_events(tmp_path / "events.jsonl", 2000)
+    result = eventtrace("replay", str(recording), "--output", "jsonl")
+    assert result.returncode == 0, result.stderr
+    spans = jsonl_spans(result.stdout)
+    assert len(spans) == 4000
+    assert len({span["span_id"] for span in spans}) == 4000
+
+
+def test_a_reader_that_goes_away_ends_it_quietly_with_141(tmp_path: Path) -> None:
+    recording = many_pod_events(tmp_path / "events.jsonl", 2000)  # far more than a pipe holds
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventtrace", "replay", str(recording), "--output", "jsonl"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()  # `| head -1`
+    process.stdout.close()
+    assert process.wait(timeout=60) == 141
+    assert process.stderr.read() == b""  # no traceback
