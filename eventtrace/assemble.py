@@ -256,14 +256,23 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
 
 
 def _cause(entry: _ObjectEntry, episode: Episode) -> _EventNote | None:
-    """The earliest event of its owner, in this episode, whose message names it."""
+    """The earliest event of its owner, in this episode, whose message names it (ties: the
+    lower name, then the lower span id, which is only worked out for a tie)."""
     assert entry.owner is not None
-    owner = episode.objects[entry.owner]
     name = entry.link.ref.name
-    candidates = [note for note in owner.events.values() if names(note.message, name)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda note: (note.start_ns, note.name, note.span_id))
+    best: _EventNote | None = None
+    for note in episode.objects[entry.owner].events.values():
+        if best is not None and (note.start_ns, note.name) > (best.start_ns, best.name):
+            continue
+        if not names(note.message, name):
+            continue
+        if (
+            best is None
+            or (note.start_ns, note.name) < (best.start_ns, best.name)
+            or note.span_id < best.span_id
+        ):
+            best = note
+    return best
 
 
 def _spec_manager(known: KubeObject | None) -> str:
@@ -334,8 +343,8 @@ def _event_attributes(
     )
     layout = _EVENT_LAYOUTS.get(ref.kind)
     if layout is None:
-        layout = _event_layout(ref.kind)
-    # Sorted by key, without empty strings (as _compact): no dict per span.
+        layout = _layout(ref.kind, _EVENT_KEYS, _EVENT_LAYOUTS)
+    # Sorted by key, without empty strings: no dict per span.
     return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
 
 
@@ -360,35 +369,52 @@ _EVENT_KEYS = (
 _EVENT_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {}
 
 
-def _event_layout(kind: str) -> tuple[tuple[str, int], ...]:
-    """(key, index into `values`) for an involved object of this kind, sorted by key. The
-    semantic-convention pair comes last, so it wins where it names the same key
+def _layout(
+    kind: str, keys: tuple[str, ...], known: dict[str, tuple[tuple[str, int], ...]]
+) -> tuple[tuple[str, int], ...]:
+    """(key, index into the values) for a span about an object of this kind, sorted by key:
+    `keys` first, then the semantic-convention pair, which wins where it names the same key
     (k8s.node.name of a Node, k8s.namespace.name of a Namespace)."""
-    slots = dict(zip(_EVENT_KEYS, range(len(_EVENT_KEYS)), strict=True))
+    slots = dict(zip(keys, range(len(keys)), strict=True))
     semconv = _SEMCONV_KEYS.get(kind)
     if semconv is not None:
-        slots[semconv[0]] = len(_EVENT_KEYS)
-        slots[semconv[1]] = len(_EVENT_KEYS) + 1
+        slots[semconv[0]] = len(keys)
+        slots[semconv[1]] = len(keys) + 1
     layout = tuple(sorted(slots.items()))
-    if len(_EVENT_LAYOUTS) < 1024:  # kinds are few; CRDs could be many
-        _EVENT_LAYOUTS[kind] = layout
+    if len(known) < 1024:  # kinds are few; CRDs could be many
+        known[kind] = layout
     return layout
 
 
 def _object_attributes(link: Link) -> tuple[tuple[str, AttributeValue], ...]:
     ref = link.ref
-    attributes: dict[str, AttributeValue] = {
-        "k8s.object.kind": ref.kind,
-        "k8s.object.name": ref.name,
-        "k8s.object.uid": _uid(ref, ref),
-        "k8s.object.api_version": ref.api_version,
-    }
-    if ref.namespace:
-        attributes["k8s.namespace.name"] = ref.namespace
-    if link.known is None:
-        attributes["eventtrace.object.unresolved"] = True
-    attributes.update(_semconv(ref, ref))
-    return _compact(attributes)
+    uid = _uid(ref, ref)
+    values: tuple[AttributeValue, ...] = (
+        ref.kind,
+        ref.name,
+        uid,
+        ref.api_version,
+        ref.namespace,
+        True if link.known is None else "",
+        ref.name,  # k8s.<kind>.name
+        uid,  # k8s.<kind>.uid
+    )
+    layout = _OBJECT_LAYOUTS.get(ref.kind)
+    if layout is None:
+        layout = _layout(ref.kind, _OBJECT_KEYS, _OBJECT_LAYOUTS)
+    return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
+
+
+# The attribute keys of an object span, in the order of `values` above.
+_OBJECT_KEYS = (
+    "k8s.object.kind",
+    "k8s.object.name",
+    "k8s.object.uid",
+    "k8s.object.api_version",
+    "k8s.namespace.name",
+    "eventtrace.object.unresolved",
+)
+_OBJECT_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {}
 
 
 def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
@@ -398,35 +424,8 @@ def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
     return "" if uid == reported.name else uid
 
 
-def _semconv(resolved: ObjectRef, reported: ObjectRef) -> dict[str, AttributeValue]:
-    prefix = _SEMCONV.get(reported.kind)
-    if prefix is None:
-        return {}
-    pair: dict[str, AttributeValue] = {f"{prefix}.name": reported.name}
-    uid = _uid(resolved, reported)
-    if uid:
-        pair[f"{prefix}.uid"] = uid
-    return pair
-
-
 # (k8s.<kind>.name, k8s.<kind>.uid) by kind.
 _SEMCONV_KEYS = {kind: (f"{prefix}.name", f"{prefix}.uid") for kind, prefix in _SEMCONV.items()}
-
-
-# The sorted order of each set of attribute keys (there are a few dozen: by kind, whether
-# namespaced, whether a uid is known), so spans need not sort their keys one by one.
-_KEY_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def _compact(attributes: dict[str, AttributeValue]) -> tuple[tuple[str, AttributeValue], ...]:
-    """Sorted, without empty strings: the same attributes always serialize the same way."""
-    keys = tuple(attributes)
-    order = _KEY_ORDERS.get(keys)
-    if order is None:
-        if len(_KEY_ORDERS) >= 1024:
-            _KEY_ORDERS.clear()
-        order = _KEY_ORDERS[keys] = tuple(sorted(keys))
-    return tuple([(key, value) for key in order if (value := attributes[key]) or value != ""])
 
 
 def spans_in_order(spans: Iterable[Span]) -> list[Span]:

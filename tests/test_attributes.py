@@ -1,13 +1,14 @@
-"""The attributes of an event span, written out by hand for the kinds that differ: the
-semantic-convention pair, a Node's name winning over the reporting host, a Namespace's
-name, a kind without a pair, no uid, and empty strings left out."""
+"""The attributes of event and object spans, written out by hand for the kinds that
+differ: the semantic-convention pair, a Node's name winning over the reporting host, a
+Namespace's name, a kind without a pair, no uid, an object not found, and empty strings
+left out."""
 
 from __future__ import annotations
 
 import pytest
 
-from eventtrace.assemble import event_span
-from eventtrace.model import EventState, ObjectRef, Occurrence
+from eventtrace.assemble import Episode, _EventNote, _ObjectEntry, event_span, object_spans
+from eventtrace.model import EventState, KubeObject, ObjectRef, Occurrence
 from eventtrace.owners import Link
 
 BASE = {
@@ -110,3 +111,95 @@ def test_event_span_attributes(
     involved: ObjectRef, resolved: ObjectRef | None, expected: dict[str, object]
 ) -> None:
     assert attributes(involved, resolved) == {**BASE, **expected}
+
+
+def object_attributes(ref: ObjectRef, known: bool) -> dict[str, object]:
+    link = Link("identity", ref, KubeObject(ref) if known else None)
+    episode = Episode(link, "1" * 32, start_ns=1, last_ns=2, opened_at=0, touched_at=0)
+    episode.objects["identity"] = _ObjectEntry(link, None, "2" * 16, start_ns=1, end_ns=2)
+    (span,) = object_spans(episode, "prod")
+    return dict(span.attributes)
+
+
+@pytest.mark.parametrize(
+    ("ref", "known", "expected"),
+    [
+        (
+            ObjectRef("Pod", "web-1", "shop", "p-uid", "v1"),
+            True,
+            {
+                "k8s.object.kind": "Pod",
+                "k8s.object.name": "web-1",
+                "k8s.object.uid": "p-uid",
+                "k8s.object.api_version": "v1",
+                "k8s.namespace.name": "shop",
+                "k8s.pod.name": "web-1",
+                "k8s.pod.uid": "p-uid",
+            },
+        ),
+        (  # not found: said so, and kubelet's name-as-uid left out
+            ObjectRef("Node", "node-1", "", "node-1", ""),
+            False,
+            {
+                "k8s.object.kind": "Node",
+                "k8s.object.name": "node-1",
+                "k8s.node.name": "node-1",
+                "eventtrace.object.unresolved": True,
+            },
+        ),
+        (  # a Namespace's own name, not the empty namespace it lives in
+            ObjectRef("Namespace", "shop", "", "ns-uid", "v1"),
+            True,
+            {
+                "k8s.object.kind": "Namespace",
+                "k8s.object.name": "shop",
+                "k8s.object.uid": "ns-uid",
+                "k8s.object.api_version": "v1",
+                "k8s.namespace.name": "shop",
+                "k8s.namespace.uid": "ns-uid",
+            },
+        ),
+        (
+            ObjectRef("Widget", "w", "shop", "", "example.com/v1"),
+            True,
+            {
+                "k8s.object.kind": "Widget",
+                "k8s.object.name": "w",
+                "k8s.object.api_version": "example.com/v1",
+                "k8s.namespace.name": "shop",
+            },
+        ),
+    ],
+)
+def test_object_span_attributes(ref: ObjectRef, known: bool, expected: dict[str, object]) -> None:
+    attributes = object_attributes(ref, known)
+    assert attributes == expected
+    assert list(attributes) == sorted(attributes)  # the same bytes every time
+
+
+def test_an_object_hangs_under_the_earliest_event_of_its_owner_that_names_it() -> None:
+    rs = ObjectRef("ReplicaSet", "web-1a", "shop", "rs-uid", "apps/v1")
+    pod = ObjectRef("Pod", "web-1a-x", "shop", "p-uid", "v1")
+    rs_link, pod_link = Link("rs-uid", rs, KubeObject(rs)), Link("p-uid", pod, KubeObject(pod))
+    episode = Episode(rs_link, "1" * 32, start_ns=1, last_ns=9, opened_at=0, touched_at=0)
+    owner = episode.objects["rs-uid"] = _ObjectEntry(rs_link, None, "2" * 16, 1, 9)
+    episode.objects["p-uid"] = _ObjectEntry(pod_link, "rs-uid", "3" * 16, 5, 9)
+
+    def note(start: int, name: str, message: str, uid: str) -> None:
+        owner.events[uid] = _EventNote(start, name, message, "replicaset-controller", "", uid, 1)
+
+    note(3, "a", "Created pod: web-1a-y", "u-other-pod")  # earlier, another pod
+    note(9, "0", "Created pod: web-1a-x", "u-later")  # names it, later
+    note(5, "c", "Created pod: web-1a-x", "u-c")  # names it, same time, a later name
+    note(5, "b", "Created pod: web-1a-x", "u-b1")  # these two: same time, same name;
+    note(5, "b", "Created pod: web-1a-x", "u-b2")  # the lower span id wins
+    tied = {uid: owner.events[uid].span_id for uid in ("u-b1", "u-b2")}
+
+    def parent_of_pod() -> str | None:
+        spans = {span.span_id: span for span in object_spans(episode, "prod")}
+        return spans["3" * 16].parent_id
+
+    assert parent_of_pod() == min(tied.values())
+    for uid in list(owner.events)[::-1]:  # the same whatever order they came in
+        owner.events[uid] = owner.events.pop(uid)
+    assert parent_of_pod() == min(tied.values())
