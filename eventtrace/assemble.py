@@ -8,6 +8,7 @@ The caller passes "now" (wall time when live, event time in a replay) to close e
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -86,6 +87,7 @@ class Episode:
     opened_at: int  # "now" when it opened, and when it last took an occurrence
     touched_at: int
     objects: dict[str, _ObjectEntry] = field(default_factory=dict)
+    number: int = 0  # in the order episodes were opened: the order they close in
 
     def accepts(self, time_ns: int, rules: TraceRules) -> bool:
         if time_ns < self.start_ns:
@@ -95,21 +97,24 @@ class Episode:
             and time_ns < self.start_ns + rules.trace_max_ns
         )
 
-    def due(self, now: int, rules: TraceRules) -> bool:
-        return (
-            now - self.touched_at >= rules.trace_idle_ns
-            or now - self.opened_at >= rules.trace_max_ns
-        )
+    def due_at(self, rules: TraceRules) -> int:
+        """When it closes: idle for trace_idle, or open for trace_max. Only ever later."""
+        return min(self.touched_at + rules.trace_idle_ns, self.opened_at + rules.trace_max_ns)
 
 
 class Assembler:
     """Keeps the open episodes. `add` returns spans ready to export; so do the closers."""
 
-    __slots__ = ("_open", "rules")
+    __slots__ = ("_deadlines", "_open", "_opened", "rules")
 
     def __init__(self, rules: TraceRules) -> None:
         self.rules = rules
-        self._open: dict[str, Episode] = {}
+        self._open: dict[str, Episode] = {}  # by root identity, in the order they opened
+        # (due_at, number, root identity) as of when it was pushed: a heap, so finding what
+        # is due does not look at every open episode. An episode touched since is due
+        # later than its entry says, and is pushed again when the entry comes up.
+        self._deadlines: list[tuple[int, int, str]] = []
+        self._opened = 0
 
     @property
     def open_episodes(self) -> int:
@@ -124,6 +129,7 @@ class Assembler:
             episode = None
         if episode is None:
             start = occurrence.time_ns
+            self._opened += 1
             episode = Episode(
                 root=root,
                 trace_id=ids.trace_id(self.rules.cluster_name, root.identity, start),
@@ -131,8 +137,12 @@ class Assembler:
                 last_ns=start,
                 opened_at=now,
                 touched_at=now,
+                number=self._opened,
             )
             self._open[root.identity] = episode
+            heapq.heappush(
+                self._deadlines, (episode.due_at(self.rules), episode.number, root.identity)
+            )
         episode.last_ns = max(episode.last_ns, occurrence.time_ns)
         episode.touched_at = max(episode.touched_at, now)
         spans.append(self._record(episode, occurrence, chain))
@@ -140,7 +150,19 @@ class Assembler:
 
     def close_due(self, now: int) -> list[Span]:
         """Close every episode idle for trace_idle, or open for trace_max, as of `now`."""
-        due = [episode for episode in self._open.values() if episode.due(now, self.rules)]
+        deadlines, rules = self._deadlines, self.rules
+        due = []
+        while deadlines and deadlines[0][0] <= now:
+            _, number, identity = heapq.heappop(deadlines)
+            episode = self._open.get(identity)
+            if episode is None or episode.number != number:
+                continue  # closed already
+            due_at = episode.due_at(rules)
+            if due_at <= now:
+                due.append(episode)
+            else:  # touched since: due later
+                heapq.heappush(deadlines, (due_at, number, identity))
+        due.sort(key=_number)  # as they opened, as close_all does
         return [span for episode in due for span in self._close(episode)]
 
     def close_all(self) -> list[Span]:
@@ -204,6 +226,10 @@ class Assembler:
     def _close(self, episode: Episode) -> list[Span]:
         del self._open[episode.root.identity]
         return object_spans(episode, self.rules.cluster_name)
+
+
+def _number(episode: Episode) -> int:
+    return episode.number
 
 
 _NEVER_START = 2**63 - 1
