@@ -109,6 +109,23 @@ class ObjectIndex:
     def hinted_owner(self, ref: ObjectRef) -> ObjectRef | None:
         return self._hints.get(ref.key)
 
+    def unknown_owners(self, involved: ObjectRef) -> list[ObjectRef]:
+        """What of the chain of `involved` is not known: the objects `chain` would give as
+        unresolved. Walks it as `chain` does without making its links (each event asks,
+        and nearly always everything is known)."""
+        unknown = []
+        ref: ObjectRef | None = involved
+        for _ in range(_DEEPEST_CHAIN):  # a cycle of owners ends too
+            if ref is None:
+                break
+            known = self.find(ref)
+            if known is None:
+                unknown.append(ref)
+                ref = self.hinted_owner(ref)
+            else:
+                ref = known.controller
+        return unknown
+
     def chain(self, involved: ObjectRef) -> Chain:
         """The owner chain of `involved`. Owners that cannot be read stay on it as their
         ownerReference says and end it; cycles are cut at the first repeat."""
@@ -132,6 +149,8 @@ class ObjectIndex:
 
 
 _NOTHING: dict[str, dict[str, KubeObject]] = {}
+# Pod → ReplicaSet → Deployment is three; CRD operators add a few more.
+_DEEPEST_CHAIN = 32
 
 
 def _version_rank(obj: KubeObject) -> tuple[int, str]:

@@ -53,3 +53,35 @@ def test_the_chain_goes_up_the_controllers_to_the_root() -> None:
     chain = index.chain(ObjectRef("Pod", "web-5d-x", "shop", "p1", "v1"))
     assert [link.identity for link in chain] == ["p1", "r1", "d1"]
     assert [link.known for link in chain] == [pod, replicaset, deployment]
+
+
+def test_unknown_owners_are_what_the_chain_has_unresolved() -> None:
+    deployment = obj("Deployment", "web", "d1", "1")
+    replicaset = obj("ReplicaSet", "web-5d", "r1", "2", owner=deployment)
+    pod = obj("Pod", "web-5d-x", "p1", "3", owner=replicaset)
+    pod_ref = ObjectRef("Pod", "web-5d-x", "shop", "p1", "v1")
+
+    def unresolved(index: ObjectIndex) -> list[ObjectRef]:
+        return [link.ref for link in index.chain(pod_ref) if link.known is None]
+
+    everything, no_replicaset, nothing = ObjectIndex(), ObjectIndex(), ObjectIndex()
+    for each in (pod, replicaset, deployment):
+        everything.put(each)
+    no_replicaset.put(pod)  # the chain ends at the ReplicaSet, as its ownerReference says
+    for index in (everything, no_replicaset, nothing):
+        assert index.unknown_owners(pod_ref) == unresolved(index)
+    assert everything.unknown_owners(pod_ref) == []
+    assert no_replicaset.unknown_owners(pod_ref) == [replicaset.ref]
+    assert nothing.unknown_owners(pod_ref) == [pod_ref]
+
+
+def test_an_owner_cycle_ends_both_walks() -> None:
+    index = ObjectIndex()
+    a_ref, b_ref = (
+        ObjectRef("Thing", "a", "shop", "a1", "v1"),
+        ObjectRef("Thing", "b", "shop", "b1", "v1"),
+    )
+    index.put(KubeObject(a_ref, (OwnerRef(b_ref, controller=True),), "", "1"))
+    index.put(KubeObject(b_ref, (OwnerRef(a_ref, controller=True),), "", "1"))
+    assert [link.identity for link in index.chain(a_ref)] == ["a1", "b1"]
+    assert index.unknown_owners(a_ref) == []

@@ -91,9 +91,8 @@ class Resolver:
 
     def request_chain(self, ref: ObjectRef) -> None:
         """Ask for what the chain of `ref` lacks. Never blocks; the workers fetch."""
-        for link in self.index.chain(ref):
-            if link.known is None:
-                self._want(link.ref)
+        for unknown in self.index.unknown_owners(ref):
+            self._want(unknown)
 
     def forbidden(self, resource: Resource, message: str) -> None:
         """RBAC refuses this resource: say so once; chains stop at its objects."""
