@@ -9,7 +9,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from test_export_otlp import numbered_spans, rollout
 
 from eventtrace.export.otlp import SCOPE, ResourceCache, to_readable_span
-from eventtrace.export.protobuf import SpanEncoder
+from eventtrace.export.protobuf import SpanEncoder, _varint
 from eventtrace.model import Span
 
 
@@ -43,3 +43,11 @@ def test_equal_int_bool_and_float_values_keep_their_own_encodings() -> None:
     encoder = SpanEncoder(SCOPE.name, SCOPE.version or "")
     assert encoder.encode(spans) == sdk_bytes(spans)
     assert encoder.encode(spans[::-1]) == sdk_bytes(spans[::-1])
+
+
+def test_varints_are_protobufs_own() -> None:
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    edges = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 2**32, 2**63, 2**64 - 1]
+    for value in [*edges, *range(0, 20_000, 7)]:
+        assert _varint(value) == _VarintBytes(value), value

@@ -31,6 +31,8 @@ _UNIQUE_KEYS = frozenset({"k8s.event.uid", "k8s.event.name", "k8s.event.message"
 def _varint(value: int) -> bytes:
     if value < 0x80:
         return _SMALL_VARINTS[value]
+    if value < 0x4000:  # a span's length, mostly
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
