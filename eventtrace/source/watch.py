@@ -103,10 +103,12 @@ class Watcher:
         listed: set[str] = set()
         page = await self.api.get(path, {"limit": str(PAGE_SIZE)})
         while True:
-            # Page by page, to bound memory; the next page is asked for while this one is
-            # handled (the server takes as long to write a page as we take to read it). An
-            # expired continue token restarts the list; items seen twice are harmless
-            # (objects are replaced, event counts deduplicated).
+            # Page by page, to bound memory. The request for the next page leaves once the
+            # handling of this one waits (a full queue) or ends: yielding within a page so
+            # it leaves at once was measured slower with the API server on the same two
+            # cores (bench/RESULTS.md, fourth round). An expired continue token restarts
+            # the list; items seen twice are harmless (objects are replaced, event counts
+            # deduplicated).
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             upcoming = None
