@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from eventtrace import __version__
 from eventtrace.metrics import Metrics
@@ -26,6 +27,19 @@ log = logging.getLogger("eventtrace")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE, like other commands in a pipe
+
+
+def entry() -> NoReturn:
+    """The `eventtrace` command (and `python -m eventtrace`): main, then exit at once."""
+    code = main()
+    # Every span is flushed and every file closed by now. Freeing the heap object by object
+    # at interpreter exit (the object cache, the event counts: hundreds of thousands) only
+    # delays the pod's exit (measured: 0.4 s with 30 000 objects): leave that to the OS.
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,4 +183,4 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -180,6 +180,16 @@ def test_dev_script_installs_the_same_package() -> None:
     assert {re.sub(r"\[.*\]$", "", t) for t in roots} == {"."}
 
 
+def test_the_script_and_python_m_run_the_same_entry() -> None:
+    # The image runs the `eventtrace` script pip writes; the benchmark and the README's
+    # `python -m eventtrace`. Both must take the same way out (cli.entry: flush, then exit
+    # without tearing down the heap), or the benchmark measures what users do not run.
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"eventtrace": "eventtrace.cli:entry"}
+    main_module = (ROOT / "eventtrace" / "__main__.py").read_text()
+    assert "from eventtrace.cli import entry" in main_module and "entry()" in main_module
+
+
 def test_pip_install_dot_ships_every_data_file() -> None:
     # The image installs a wheel, not the source tree: every non-Python file the package
     # reads must be named in package-data, or it is silently left out.

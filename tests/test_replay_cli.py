@@ -201,21 +201,35 @@ def many_pod_events(path: Path, pods: int) -> Path:
     return path
 
 
-def test_every_span_is_written_before_the_process_exits(tmp_path: Path) -> None:
-    # eventtrace leaves the freeing of its heap to the OS at exit (__main__.py): what it
+# Both ways in: `python -m eventtrace`, and the `eventtrace` script pip installs (the image's).
+COMMANDS = [
+    pytest.param([sys.executable, "-m", "eventtrace"], id="python-m"),
+    pytest.param([str(Path(sys.executable).with_name("eventtrace"))], id="script"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_span_is_written_before_the_process_exits(tmp_path: Path, command: list[str]) -> None:
+    # eventtrace leaves the freeing of its heap to the OS at exit (cli.entry): what it
     # wrote must all be out first. 2 000 pods: an event span and an object span each.
     recording = many_pod_events(tmp_path / "events.jsonl", 2000)
-    result = eventtrace("replay", str(recording), "--output", "jsonl")
+    result = subprocess.run(
+        [*command, "replay", str(recording), "--output", "jsonl"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     spans = jsonl_spans(result.stdout)
     assert len(spans) == 4000
     assert len({span["span_id"] for span in spans}) == 4000
 
 
-def test_a_reader_that_goes_away_ends_it_quietly_with_141(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_reader_that_goes_away_ends_it_quietly_with_141(
+    tmp_path: Path, command: list[str]
+) -> None:
     recording = many_pod_events(tmp_path / "events.jsonl", 2000)  # far more than a pipe holds
     process = subprocess.Popen(
-        [sys.executable, "-m", "eventtrace", "replay", str(recording), "--output", "jsonl"],
+        [*command, "replay", str(recording), "--output", "jsonl"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None and process.stderr is not None
