@@ -367,12 +367,11 @@ def _event_attributes(
         ref.name,  # k8s.<kind>.name
         object_uid,  # k8s.<kind>.uid
     )
-    layout = _EVENT_LAYOUTS.get(ref.kind)
-    if layout is None:
-        layout = _layout(ref.kind, _EVENT_KEYS, _EVENT_LAYOUTS)
-    # Sorted by key, without empty strings: no dict per span.
-    return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
+    return _laid_out(ref.kind, values, _EVENT_KEYS, _EVENT_LAYOUTS)
 
+
+# (key, index into a span's values) by kind, sorted by key: see _layout.
+_Layouts = dict[str, tuple[tuple[str, int], ...]]
 
 # The attribute keys of an event span, in the order of `values` above.
 _EVENT_KEYS = (
@@ -392,12 +391,21 @@ _EVENT_KEYS = (
     "k8s.node.name",
     "k8s.namespace.name",
 )
-_EVENT_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {}
+_EVENT_LAYOUTS: _Layouts = {}
 
 
-def _layout(
-    kind: str, keys: tuple[str, ...], known: dict[str, tuple[tuple[str, int], ...]]
-) -> tuple[tuple[str, int], ...]:
+def _laid_out(
+    kind: str, values: tuple[AttributeValue, ...], keys: tuple[str, ...], layouts: _Layouts
+) -> tuple[tuple[str, AttributeValue], ...]:
+    """`values` (in the order of `keys`, then the kind's semantic-convention name and uid)
+    as attributes sorted by key, without empty strings: no dict per span."""
+    layout = layouts.get(kind)
+    if layout is None:
+        layout = _layout(kind, keys, layouts)
+    return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
+
+
+def _layout(kind: str, keys: tuple[str, ...], known: _Layouts) -> tuple[tuple[str, int], ...]:
     """(key, index into the values) for a span about an object of this kind, sorted by key:
     `keys` first, then the semantic-convention pair, which wins where it names the same key
     (k8s.node.name of a Node, k8s.namespace.name of a Namespace)."""
@@ -425,10 +433,7 @@ def _object_attributes(link: Link) -> tuple[tuple[str, AttributeValue], ...]:
         ref.name,  # k8s.<kind>.name
         uid,  # k8s.<kind>.uid
     )
-    layout = _OBJECT_LAYOUTS.get(ref.kind)
-    if layout is None:
-        layout = _layout(ref.kind, _OBJECT_KEYS, _OBJECT_LAYOUTS)
-    return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
+    return _laid_out(ref.kind, values, _OBJECT_KEYS, _OBJECT_LAYOUTS)
 
 
 # The attribute keys of an object span, in the order of `values` above.
@@ -440,7 +445,7 @@ _OBJECT_KEYS = (
     "k8s.namespace.name",
     "eventtrace.object.unresolved",
 )
-_OBJECT_LAYOUTS: dict[str, tuple[tuple[str, int], ...]] = {}
+_OBJECT_LAYOUTS: _Layouts = {}
 
 
 def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
