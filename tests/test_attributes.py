@@ -23,6 +23,45 @@ BASE = {
 }
 
 
+# What event and object spans both say about the object, for a known object: a Pod (its
+# semantic-convention pair), a Namespace (its own name, not the empty namespace it lives
+# in), a kind with no pair and no uid.
+ABOUT_AN_OBJECT: list[tuple[ObjectRef, dict[str, object]]] = [
+    (
+        ObjectRef("Pod", "web-1", "shop", "p-uid", "v1"),
+        {
+            "k8s.object.kind": "Pod",
+            "k8s.object.name": "web-1",
+            "k8s.object.uid": "p-uid",
+            "k8s.object.api_version": "v1",
+            "k8s.namespace.name": "shop",
+            "k8s.pod.name": "web-1",
+            "k8s.pod.uid": "p-uid",
+        },
+    ),
+    (
+        ObjectRef("Namespace", "shop", "", "ns-uid", "v1"),
+        {
+            "k8s.object.kind": "Namespace",
+            "k8s.object.name": "shop",
+            "k8s.object.uid": "ns-uid",
+            "k8s.object.api_version": "v1",
+            "k8s.namespace.name": "shop",
+            "k8s.namespace.uid": "ns-uid",
+        },
+    ),
+    (
+        ObjectRef("Widget", "w", "shop", "", "example.com/v1"),
+        {
+            "k8s.object.kind": "Widget",
+            "k8s.object.name": "w",
+            "k8s.object.api_version": "example.com/v1",
+            "k8s.namespace.name": "shop",
+        },
+    ),
+]
+
+
 def attributes(involved: ObjectRef, resolved: ObjectRef | None = None) -> dict[str, object]:
     state = EventState(
         uid="e-uid",
@@ -54,19 +93,7 @@ def attributes(involved: ObjectRef, resolved: ObjectRef | None = None) -> dict[s
 @pytest.mark.parametrize(
     ("involved", "resolved", "expected"),
     [
-        (
-            ObjectRef("Pod", "web-1", "shop", "p-uid", "v1"),
-            None,
-            {
-                "k8s.object.kind": "Pod",
-                "k8s.object.name": "web-1",
-                "k8s.object.uid": "p-uid",
-                "k8s.object.api_version": "v1",
-                "k8s.namespace.name": "shop",
-                "k8s.pod.name": "web-1",
-                "k8s.pod.uid": "p-uid",
-            },
-        ),
+        *[(ref, None, expected) for ref, expected in ABOUT_AN_OBJECT],
         (  # kubelet names a Node by its name as uid: no uid at all, its name wins
             ObjectRef("Node", "node-1", "", "node-1", ""),
             None,
@@ -81,28 +108,6 @@ def attributes(involved: ObjectRef, resolved: ObjectRef | None = None) -> dict[s
                 "k8s.object.uid": "n-uid",
                 "k8s.node.name": "node-1",
                 "k8s.node.uid": "n-uid",
-            },
-        ),
-        (
-            ObjectRef("Namespace", "shop", "", "ns-uid", "v1"),
-            None,
-            {
-                "k8s.object.kind": "Namespace",
-                "k8s.object.name": "shop",
-                "k8s.object.uid": "ns-uid",
-                "k8s.object.api_version": "v1",
-                "k8s.namespace.name": "shop",
-                "k8s.namespace.uid": "ns-uid",
-            },
-        ),
-        (  # no semantic-convention pair, no uid
-            ObjectRef("Widget", "w", "shop", "", "example.com/v1"),
-            None,
-            {
-                "k8s.object.kind": "Widget",
-                "k8s.object.name": "w",
-                "k8s.object.api_version": "example.com/v1",
-                "k8s.namespace.name": "shop",
             },
         ),
     ],
@@ -124,19 +129,7 @@ def object_attributes(ref: ObjectRef, known: bool) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("ref", "known", "expected"),
     [
-        (
-            ObjectRef("Pod", "web-1", "shop", "p-uid", "v1"),
-            True,
-            {
-                "k8s.object.kind": "Pod",
-                "k8s.object.name": "web-1",
-                "k8s.object.uid": "p-uid",
-                "k8s.object.api_version": "v1",
-                "k8s.namespace.name": "shop",
-                "k8s.pod.name": "web-1",
-                "k8s.pod.uid": "p-uid",
-            },
-        ),
+        *[(ref, True, expected) for ref, expected in ABOUT_AN_OBJECT],
         (  # not found: said so, and kubelet's name-as-uid left out
             ObjectRef("Node", "node-1", "", "node-1", ""),
             False,
@@ -145,28 +138,6 @@ def object_attributes(ref: ObjectRef, known: bool) -> dict[str, object]:
                 "k8s.object.name": "node-1",
                 "k8s.node.name": "node-1",
                 "eventtrace.object.unresolved": True,
-            },
-        ),
-        (  # a Namespace's own name, not the empty namespace it lives in
-            ObjectRef("Namespace", "shop", "", "ns-uid", "v1"),
-            True,
-            {
-                "k8s.object.kind": "Namespace",
-                "k8s.object.name": "shop",
-                "k8s.object.uid": "ns-uid",
-                "k8s.object.api_version": "v1",
-                "k8s.namespace.name": "shop",
-                "k8s.namespace.uid": "ns-uid",
-            },
-        ),
-        (
-            ObjectRef("Widget", "w", "shop", "", "example.com/v1"),
-            True,
-            {
-                "k8s.object.kind": "Widget",
-                "k8s.object.name": "w",
-                "k8s.object.api_version": "example.com/v1",
-                "k8s.namespace.name": "shop",
             },
         ),
     ],
