@@ -434,11 +434,8 @@ class OtlpSink:
         OTLP/HTTP takes the SDK's spans (its exporter encodes them), slow enough (~70 µs a
         span) to be made in a thread."""
         if isinstance(self._exporter, _GrpcExporter):
-            return self._encoded(batch)
+            return EncodedSpans(batch, self._encoder.encode(batch))
         return await asyncio.to_thread(self._readable, batch)
-
-    def _encoded(self, batch: list[Span]) -> EncodedSpans:
-        return EncodedSpans(batch, self._encoder.encode(batch))
 
     def _readable(self, batch: list[Span]) -> list[ReadableSpan]:
         return [to_readable_span(span, self._resources.get(span.resource)) for span in batch]
