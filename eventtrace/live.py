@@ -273,6 +273,7 @@ class LiveService:
 
     async def _pump(self, sink: SpanSink) -> None:
         next_release = 0
+        bursting = False  # releases have come in pieces since the pipeline was last empty
         next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
         while True:
             await sink.room()  # the exporter is behind: leave events in the queue meanwhile
@@ -294,8 +295,12 @@ class LiveService:
                         sink.submit(spans)
                     if not self.pipeline.due(now):
                         break
+                    bursting = True
                     await sink.room()  # a burst (a re-list): as fast as the exporter takes it
                     await asyncio.sleep(0)
+                if bursting and not self.pipeline.pending and self.queue.empty():
+                    sink.send_now()  # the burst's last, partial batch has no company coming
+                    bursting = False
                 self._report()
                 next_release = now + int(TICK_SECONDS * 1e9)
             if time.monotonic() >= next_housekeeping:

@@ -417,6 +417,29 @@ async def test_interval_sends_a_partial_batch(
         assert sample(metrics, "eventtrace_export_queue_spans") == 0
 
 
+async def test_send_now_sends_partial_batches_without_waiting_the_interval(
+    otlp_receiver: OtlpReceiver, metrics: Metrics
+) -> None:
+    settings = make_settings(
+        otlp_endpoint=otlp_receiver.grpc_endpoint, export_batch_size=4, export_interval=60
+    )
+    async with OtlpSink(settings, metrics) as sink:
+        sink.submit(numbered_spans(2))
+        await asyncio.sleep(0.3)
+        assert otlp_receiver.span_count == 0  # a partial batch waits for company…
+        sink.send_now()  # …until the producer says none is coming
+        await otlp_receiver.wait_for_spans(2, within=5)
+        sink.submit(numbered_spans(6, start=2))
+        await otlp_receiver.wait_for_spans(6, within=5)  # a full batch, as always
+        await asyncio.sleep(0.3)
+        assert otlp_receiver.span_count == 6  # hurrying ended with the queue empty
+        sink.send_now()
+        await otlp_receiver.wait_for_spans(8, within=5)
+        sink.send_now()  # nothing queued: nothing to send, and no busy loop
+        await asyncio.sleep(0.2)
+    assert [request.span_count for request in otlp_receiver.requests] == [2, 4, 2]
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_receiver_down_then_back_delivers_exactly_once(
     protocol: str, otlp_receiver: OtlpReceiver, metrics: Metrics

@@ -284,6 +284,20 @@ async def test_count_bumps_arriving_as_modified_become_one_span_each(apiserver, 
     assert_exactly_once(live.receiver.spans, {uid(backoff): 4})
 
 
+async def test_a_burst_ends_without_waiting_the_export_interval(apiserver, start_run) -> None:
+    """A re-list's events go out in pieces; the last, partial batch is sent at once rather
+    than after export_interval (a minute here)."""
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("busy"))
+    listed = [kubelet(api, the_pod, "Pulling", f"image {i}") for i in range(10)]
+    env = {"EVENTTRACE_EXPORT_INTERVAL": "60", "EVENTTRACE_EXPORT_BATCH_SIZE": "4"}
+    live = await start_run(env=env)
+    await settle(live, 10, within=10)
+    assert [request.span_count for request in live.receiver.requests] == [4, 4, 2]
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(event): 1 for event in listed})
+
+
 async def test_a_dropped_stream_reconnects_from_the_last_version(apiserver, start_run) -> None:
     api: ApiServer = apiserver
     the_pod = api.create(pod("p1"))

@@ -32,6 +32,11 @@ class SpanSink(Protocol):
         """Wait until `submit` can take more without dropping any (backpressure)."""
         ...
 
+    def send_now(self) -> None:
+        """Nothing more is coming soon (a burst is over): send what is held back for a
+        fuller batch without waiting for company."""
+        ...
+
 
 class LocalSink:
     """Base of the sinks that write here and now (terminal, file): no background task;
@@ -53,6 +58,9 @@ class LocalSink:
 
     async def room(self) -> None:
         """Writing in place: always room."""
+
+    def send_now(self) -> None:
+        """Nothing is held back for company: a trace is written once it is whole."""
 
 
 def burst_piece(settings: Settings) -> int:

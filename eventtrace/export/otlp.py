@@ -262,8 +262,9 @@ class OtlpSink:
 
     Queue: at most settings.export_queue_size spans waiting; when full the OLDEST are
     dropped and counted (reason="queue_full"). Batches of at most export_batch_size go
-    every export_interval, or as soon as a batch is full, IN_FLIGHT at a time (so their
-    order at the backend is not fixed). A failed batch is kept and
+    every export_interval, as soon as a batch is full, or when the producer says a burst
+    is over (`send_now`), IN_FLIGHT at a time (so their order at the backend is not
+    fixed). A failed batch is kept and
     retried with backoff until it is delivered or the sink is closed. Leaving the context
     flushes for at most `shutdown_timeout` seconds; what is left is counted
     (reason="shutdown") and logged. Call `submit` from the event loop's thread.
@@ -288,6 +289,7 @@ class OtlpSink:
         self._deliveries: list[_Delivery] = []  # taken from the queue, not yet delivered
         self._dropped_in_burst = 0
         self._wakeup = asyncio.Event()
+        self._hurry = False  # send_now(): partial batches go until the queue is empty
         self._closing = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -362,6 +364,11 @@ class OtlpSink:
         if len(self._queue) >= self._batch_size:
             self._wakeup.set()
 
+    def send_now(self) -> None:
+        if self._queue:
+            self._hurry = True
+            self._wakeup.set()
+
     # -- the background task ----------------------------------------------------------
 
     async def _run(self) -> None:
@@ -390,8 +397,10 @@ class OtlpSink:
                 await asyncio.wait(sending)
 
     async def _wait_for_work(self) -> None:
-        """Until a batch is full, the interval has passed, or we are closing."""
-        if self._closing.is_set() or len(self._queue) >= self._batch_size:
+        """Until a batch is full, the interval has passed, we are told to hurry, or we
+        are closing."""
+        self._hurry = self._hurry and bool(self._queue)
+        if self._closing.is_set() or self._hurry or len(self._queue) >= self._batch_size:
             return
         self._wakeup.clear()
         with contextlib.suppress(TimeoutError):
