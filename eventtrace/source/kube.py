@@ -5,6 +5,7 @@ reject real events, e.g. `eventTime: null` through events.k8s.io/v1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,10 +15,15 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+from yarl import URL
+
+# The longest line a watch stream may carry (one object), as kubernetes-asyncio sets it.
+READ_BUFFER_BYTES = 2**21
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +125,32 @@ async def load_client(kubeconfig: str | None, context: str | None) -> tuple[ApiC
     except ConfigException as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "invalid"
         raise KubeConfigError(f"cannot use the Kubernetes credentials: {first_line}") from None
-    return ApiClient(configuration), source
+    client = ApiClient(configuration)
+    _read_the_environment_once(client)
+    return client, source
+
+
+def _read_the_environment_once(client: ApiClient) -> None:
+    """kubernetes-asyncio's session trusts the environment, so before every request
+    aiohttp reads ~/.netrc and the proxy variables in a worker thread: two hops to a thread
+    that must wait for the interpreter lock while the loop is busy, so a request made while
+    events are being handled (the next page of a list) did not leave until they were; and
+    a netrc entry for the server's host failed every request (it clashes with the token).
+    As kubectl does, read HTTPS_PROXY / NO_PROXY once and no netrc. A kubeconfig's
+    proxy-url still comes first."""
+    rest = client.rest_client
+    if not rest.proxy:
+        with contextlib.suppress(LookupError):
+            proxy, auth = get_env_proxy_for_url(URL(str(client.configuration.host)))
+            rest.proxy = str(proxy)
+            if auth is not None:
+                rest.proxy_headers = {"Proxy-Authorization": auth.encode()}
+    trusting = rest.pool_manager
+    connector = trusting.connector
+    trusting.detach()  # keeps the connector (TLS settings, pool) for the new session
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=connector, trust_env=False, read_bufsize=READ_BUFFER_BYTES
+    )
 
 
 def _kubeconfig_path(flag: str | None) -> str | None:
