@@ -1,16 +1,21 @@
 """The Kubernetes side's client and list loop, against the test API server through a
 kubeconfig with the real kubernetes-asyncio client: proxies from the environment (read
-once, as kubectl does) and no netrc."""
+once, as kubectl does), no netrc, and a list that asks for its next page early."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from eventtrace.source.kube import KubeApi, load_client
+from eventtrace.metrics import Metrics
+from eventtrace.source import watch
+from eventtrace.source.kube import CORE_EVENTS, KubeApi, load_client
+from eventtrace.source.watch import Watcher
 from support.apiserver import ApiServer, make_event, object_reference
 from support.connect_proxy import ConnectProxy
 
@@ -95,3 +100,54 @@ async def test_a_netrc_entry_for_the_api_server_is_not_used(
     finally:
         await api.close()
     assert listed["kind"] == "EventList"
+
+
+async def test_a_list_asks_for_the_next_page_before_handling_this_one(
+    apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch, "PAGE_SIZE", 2)
+    names = some_events(apiserver, 5)
+    handled: list[str] = []
+
+    def pages_asked() -> int:
+        return len(apiserver.requests.matching(resource="events", verb="list"))
+
+    async def handle(kind: str, event: dict[str, Any]) -> None:
+        if not handled:  # page 2 is on its way while page 1's first event is handled
+            await apiserver.requests.wait_for(
+                lambda r: r.verb == "list" and "continue" in r.query, within=5
+            )
+        assert pages_asked() <= len(handled) // 2 + 2, "no more than one page ahead"
+        handled.append(event["metadata"]["name"])
+
+    api = await connect(apiserver)
+    try:
+        watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default")
+        running = asyncio.create_task(watcher.run())
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    finally:
+        await api.close()
+    assert handled == names
+    assert pages_asked() == 3
+
+
+async def test_a_failing_handler_leaves_no_page_request_behind(
+    apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch, "PAGE_SIZE", 2)
+    some_events(apiserver, 5)
+
+    async def handle(kind: str, event: dict[str, Any]) -> None:
+        raise RuntimeError("a bug in the handler")
+
+    api = await connect(apiserver)
+    try:
+        watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default")
+        with pytest.raises(RuntimeError, match="a bug in the handler"):
+            await asyncio.wait_for(watcher.run(), 10)
+        left = [t for t in asyncio.all_tasks() if "KubeApi" in repr(t.get_coro())]
+        assert left == []
+    finally:
+        await api.close()
