@@ -17,8 +17,13 @@ import sys
 import time
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
-from tenacity import wait_exponential_jitter as jittered
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from eventtrace.export import SpanSink, burst_piece, open_sink
 from eventtrace.filters import EventFilter
@@ -100,7 +105,7 @@ async def preflight(api: KubeApi, settings: Settings, source: str) -> Resource:
 
     retrying = AsyncRetrying(
         stop=stop_after_delay(settings.startup_timeout),
-        wait=jittered(initial=0.25, max=5, jitter=0.5),
+        wait=wait_exponential(multiplier=0.25, max=5) + wait_random(0, 0.5),
         retry=retry_if_exception_type((ApiError, *TRANSPORT_ERRORS)),
         before_sleep=lambda state: log.info(
             "API server not usable yet (%s); retrying", state.outcome and state.outcome.exception()
