@@ -114,8 +114,8 @@ class Watcher:
         try:
             while True:
                 # Page by page, to bound memory. The next page is asked for before this one
-                # is handled, so the API server answers meanwhile: 116 132 events listed in
-                # 2.4-2.7 s instead of ~3.3 (bench/RESULTS.md, fifth round). An expired
+                # is handled, so the API server answers meanwhile (116 132 events listed in
+                # 2.4-2.7 s rather than 3.2-3.4: bench/RESULTS.md, fifth round). An expired
                 # continue token restarts the list; items seen twice are harmless (objects
                 # are replaced, event counts deduplicated).
                 meta = page.get("metadata") or {}
