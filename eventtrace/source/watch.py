@@ -40,7 +40,7 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 # Items a list page asks for: kubectl asks 500, but with the next page on its way
 # meanwhile, smaller pages parse faster (less memory touched at once): listing 116 132
-# events took 0.1-0.9 s less in five alternating pairs (bench/RESULTS.md, fifth round).
+# events took 0.1-1.0 s less in five alternating pairs (bench/RESULTS.md, fifth round).
 PAGE_SIZE = 250
 # 0.25 s doubling to 30 s, plus up to 1 s of jitter so replicas do not retry in lockstep.
 _backoff = wait_exponential(multiplier=0.25, max=30) + wait_random(0, 1)
