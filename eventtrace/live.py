@@ -157,7 +157,15 @@ class LiveService:
         namespaces: list[str | None] = list(settings.namespaces) or [None]
         timeouts = (settings.watch_timeout, settings.inactivity_timeout)
         self.event_watchers = [
-            Watcher(api, events, self._on_event, metrics, namespace=ns, timeouts=timeouts)
+            Watcher(
+                api,
+                events,
+                self._on_event,
+                metrics,
+                namespace=ns,
+                timeouts=timeouts,
+                on_synced=self._events_listed,
+            )
             for ns in namespaces
         ]
         self.object_watchers = [
@@ -167,6 +175,13 @@ class LiveService:
         ]
         self._reported = (0, 0)
         self._received: dict[str, Any] = {}
+        # A complete list need not wait out the reorder window (see `_events_listed`):
+        # states queued and taken so far, the count queued when a list ended, and the
+        # pipeline's arrival number to settle once the owners asked for are in.
+        self._queued = 0
+        self._taken = 0
+        self._list_ends_at = 0
+        self._to_settle: int | None = None
         self.description = f"{events.label} ({events.api_version}) in " + (
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
         )
@@ -275,6 +290,16 @@ class LiveService:
             await self.queue.put(state)  # a full queue slows the watch: backpressure
         else:
             self.queue.put_nowait(state)  # no coroutine to make and run
+        self._queued += 1
+
+    def _events_listed(self) -> None:
+        """A list of events is complete, so what it held is all there was up to its
+        resourceVersion: what comes next is newer. Its states need not wait out the
+        reorder window (`resolve_timeout`), only for the owners they asked for; a re-list
+        of an hour of events goes out as soon as it is in, not a window later."""
+        self._list_ends_at = self._queued
+        if self._taken >= self._queued:  # its last items were rejected, the rest taken
+            self._to_settle = self.pipeline.arrivals
 
     async def _pump(self, sink: SpanSink) -> None:
         next_release = 0
@@ -292,6 +317,10 @@ class LiveService:
                             break
                         self._accept(self.queue.get_nowait(), now)
             now = time.time_ns()
+            if self._to_settle is not None and not self.resolver.busy:
+                self.pipeline.settle(self._to_settle)
+                self._to_settle = None
+                next_release = now
             if now >= next_release:
                 piece = max(1, min(self.settings.export_batch_size, BATCH))
                 while True:
@@ -315,6 +344,12 @@ class LiveService:
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
 
     def _accept(self, state: EventState, now: int) -> None:
+        self._offer(state, now)
+        self._taken += 1
+        if self._taken == self._list_ends_at:  # the list's last state is in the pipeline
+            self._to_settle = self.pipeline.arrivals
+
+    def _offer(self, state: EventState, now: int) -> None:
         received = self._received.get(state.type)
         if received is None:  # labels() costs more than the rest of a counter's work
             received = self._received[state.type] = self.metrics.events_received.labels(

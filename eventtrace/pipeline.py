@@ -38,6 +38,7 @@ class Pipeline:
     __slots__ = (
         "_arrivals",
         "_pending",
+        "_settled",
         "assembler",
         "index",
         "reorder_window_ns",
@@ -55,10 +56,16 @@ class Pipeline:
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
         self._arrivals = 0
+        self._settled = 0  # states offered up to this arrival number need not wait
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def arrivals(self) -> int:
+        """How many states have been offered: the arrival number of the latest."""
+        return self._arrivals
 
     def add_object(self, obj: KubeObject) -> None:
         self.index.put(obj)
@@ -68,6 +75,13 @@ class Pipeline:
         self.index.learn_from(state)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
+
+    def settle(self, through: int) -> None:
+        """The states offered up to arrival number `through` are all there is before them
+        (a list is complete and the owners they need are known): nothing the window waits
+        for can still come, so they are due at once, in occurrence order as ever. States
+        offered after them still wait, and one of those due earlier holds them back."""
+        self._settled = max(self._settled, through)
 
     def release(self, now: int, *, budget: int | None = None) -> list[Span]:
         """Process what has waited out the window, in occurrence-time order; close what is
@@ -79,8 +93,8 @@ class Pipeline:
         nothing due is left."""
         spans: list[Span] = []
         pending = self._pending
-        window = self.reorder_window_ns
-        while pending and pending[0][-2] + window <= now:
+        waited, settled = now - self.reorder_window_ns, self._settled
+        while pending and (pending[0][-2] <= waited or pending[0][-3] <= settled):
             spans.extend(self._process(heapq.heappop(pending)[-1], now))
             if budget is not None and len(spans) >= budget:
                 return spans
@@ -89,8 +103,12 @@ class Pipeline:
 
     def due(self, now: int) -> bool:
         """Is anything waiting that has waited out the window by `now`?"""
-        pending = self._pending
-        return bool(pending) and pending[0][-2] + self.reorder_window_ns <= now
+        if not self._pending:
+            return False
+        top = self._pending[0]
+        arrival_number: int = top[-3]
+        arrived_at: int = top[-2]
+        return arrived_at + self.reorder_window_ns <= now or arrival_number <= self._settled
 
     def drain(self, now: int | None = None, *, budget: int | None = None) -> list[Span]:
         """Process everything pending and close every episode (shutdown, end of replay).

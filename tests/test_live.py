@@ -449,6 +449,48 @@ async def test_node_events_with_the_name_as_uid_share_one_node_span(apiserver, s
     assert_exactly_once(spans, {uid(starting): 1, uid(registered): 1})
 
 
+async def test_a_listed_hour_goes_out_without_waiting_the_reorder_window(
+    apiserver, start_run
+) -> None:
+    """A complete list is all there is up to its version: its events are released once
+    listed, not a reorder window (`--resolve-timeout`, 30 s here) later. Events that
+    follow on the watch still wait it out."""
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("web-1"))
+    listed = [kubelet(api, the_pod, "Pulling", f"image {i}") for i in range(5)]
+    live = await start_run("--resolve-timeout", "30s")
+    await settle(live, 5, within=10)
+    watched = kubelet(api, the_pod, "Started", "Started container app")
+    await asyncio.sleep(1.5)
+    assert [span.name for span in live.receiver.spans] == ["Pulling"] * 5
+    assert (await live.stop())[0] == 0  # the watched one is flushed on the way out
+    expected = {uid(event): 1 for event in [*listed, watched]}
+    assert_exactly_once(live.receiver.spans, expected)
+
+
+async def test_a_listed_event_waits_for_the_owner_it_asked_for(apiserver, start_run) -> None:
+    """Released early, a listed event still waits for the GET of an owner its chain
+    lacks (a custom resource, outside the watched kinds), not for the whole window."""
+    api: ApiServer = apiserver
+    api.register_custom_resource("example.com", "v1", "Widget", "widgets")
+    widget = api.create(
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "shop", "namespace": NS},
+        }
+    )
+    the_pod = api.create(pod("shop-runner", widget))
+    event = kubelet(api, the_pod, "Started", "Started container app")
+    live = await start_run("--resolve-timeout", "30s")
+    await settle(live, 1, within=10)
+    assert (await live.stop())[0] == 0
+    root = one(live.receiver.spans, "widget/shop")
+    assert root.parent_id is None
+    assert "eventtrace.object.unresolved" not in root.attributes  # fetched, not guessed
+    assert_exactly_once(live.receiver.spans, {uid(event): 1})
+
+
 async def test_a_custom_resource_owner_is_found_through_discovery(apiserver, start_run) -> None:
     api: ApiServer = apiserver
     api.register_custom_resource("example.com", "v1", "Widget", "widgets")

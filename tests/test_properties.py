@@ -174,6 +174,31 @@ def test_live_arrivals_out_of_order_within_the_reorder_window_change_nothing(clu
     assert sorted(spans, key=lambda span: span.span_id) == reference
 
 
+@settings(max_examples=100, deadline=None)
+@given(clusters(), st.randoms(use_true_random=False))
+def test_a_settled_list_needs_no_reorder_window(cluster, rnd) -> None:
+    """A list comes in the API server's order (by name), not by time. Once it is complete
+    and settled, releasing it at the instant it came in, far inside the window, gives
+    exactly the replay's spans; before the settle nothing is due."""
+    states, objects = cluster
+    reference = _run(states, objects)
+    listed = list(states)
+    rnd.shuffle(listed)
+    window, listed_at = 3600 * 10**9, 7
+    pipeline = Pipeline(RULES, reorder_window_ns=window)
+    for obj in objects:
+        pipeline.add_object(obj)
+    for state in listed:
+        pipeline.offer(state, listed_at)
+    assert not pipeline.due(listed_at) and pipeline.release(listed_at) == []
+    pipeline.settle(pipeline.arrivals)
+    assert pipeline.due(listed_at)
+    spans = pipeline.release(listed_at)
+    assert pipeline.pending == 0
+    spans += pipeline.drain(now=listed_at)
+    assert sorted(spans, key=lambda span: span.span_id) == reference
+
+
 @settings(max_examples=2000, deadline=None)
 @given(
     st.text(alphabet="ab1-._ :/é\t", max_size=24),

@@ -89,6 +89,11 @@ class Resolver:
 
     # -- GET on demand -------------------------------------------------------------------
 
+    @property
+    def busy(self) -> bool:
+        """Are owner chains asked for still being fetched?"""
+        return bool(self._wanted)
+
     def request_chain(self, ref: ObjectRef) -> None:
         """Ask for what the chain of `ref` lacks. Never blocks; the workers fetch."""
         for unknown in self.index.unknown_owners(ref):

@@ -65,6 +65,7 @@ class Watcher:
         retry_forbidden: bool = True,
         on_forbidden: Callable[[Resource, str], None] | None = None,
         on_listed: Callable[[set[str]], None] | None = None,
+        on_synced: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         self.resource = resource
@@ -76,6 +77,7 @@ class Watcher:
         self.retry_forbidden = retry_forbidden
         self.on_forbidden = on_forbidden
         self.on_listed = on_listed  # told the uids of every complete list
+        self.on_synced = on_synced  # told of every complete list, once handled
         self.synced = asyncio.Event()  # the first list is in
         self.settled = asyncio.Event()  # listed, or given up (forbidden)
         self.healthy = False  # false while retrying
@@ -146,6 +148,8 @@ class Watcher:
         self.resource_version = str(meta.get("resourceVersion") or "")
         if self.on_listed is not None:
             self.on_listed(listed)
+        if self.on_synced is not None:
+            self.on_synced()
         self.lists += 1
         self.healthy = True
         self.synced.set()
