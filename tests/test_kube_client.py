@@ -1,6 +1,7 @@
-"""The Kubernetes side's client and list loop, against the test API server through a
-kubeconfig with the real kubernetes-asyncio client: proxies from the environment (read
-once, as kubectl does), no netrc, and a list that asks for its next page early."""
+"""The Kubernetes side's client and list/watch loop, against the test API server through
+a kubeconfig with the real kubernetes-asyncio client: proxies from the environment (read
+once, as kubectl does), no netrc, a list that asks for its next page early, and watch
+frames split into lines whatever the reads of the socket bring."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
 from eventtrace.metrics import Metrics
-from eventtrace.source import watch
+from eventtrace.source import kube, watch
 from eventtrace.source.kube import CORE_EVENTS, KubeApi, load_client
 from eventtrace.source.watch import Watcher
-from support.apiserver import ApiServer, make_event, object_reference
+from support.apiserver import ApiServer, make_event, object_reference, write_kubeconfig
 from support.connect_proxy import ConnectProxy
 
 EVENTS = "/api/v1/namespaces/default/events"
@@ -151,3 +155,103 @@ async def test_a_failing_handler_leaves_no_page_request_behind(
         assert left == []
     finally:
         await api.close()
+
+
+async def test_a_watch_delivers_every_frame_whole_however_the_reads_cut_them(
+    apiserver: ApiServer,
+) -> None:
+    """Many frames come in one read of the socket, and a frame of 300 KB takes several
+    (the stream reads 64 KB at a time): each arrives once, whole, in order."""
+    pod = apiserver.create({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "p", "namespace": "default"}})  # fmt: skip
+    seen: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    async def handle(kind: str, event: dict[str, Any]) -> None:
+        seen.append(event)
+        if len(seen) == 201:
+            arrived.set()
+
+    api = await connect(apiserver)
+    try:
+        watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default")
+        running = asyncio.create_task(watcher.run())
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        await apiserver.wait_for_watches("events")
+        names = []
+        for i in range(201):
+            event = make_event("Pulling", f"image {i}", object_reference(pod))
+            if i == 100:
+                event["metadata"]["annotations"] = {"big": "x" * 300_000}
+            names.append(apiserver.create(event)["metadata"]["name"])
+        await asyncio.wait_for(arrived.wait(), 10)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    finally:
+        await api.close()
+    assert [event["metadata"]["name"] for event in seen] == names
+    assert seen[100]["metadata"]["annotations"]["big"] == "x" * 300_000
+
+
+async def serve_raw(chunks: list[bytes], tmp_path: Path) -> tuple[web.AppRunner, KubeApi]:
+    """A plain-HTTP server whose every request gets `chunks` as a body, one write (and
+    one read at the other end) each; and a client for it through a kubeconfig."""
+
+    async def body(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+            await asyncio.sleep(0.02)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", body)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    config = write_kubeconfig(
+        tmp_path / "raw.kubeconfig", server=f"http://127.0.0.1:{port}", token="t", ca_pem=b""
+    )
+    client, _ = await load_client(str(config), None)
+    return runner, KubeApi(client)
+
+
+async def lines_of(api: KubeApi) -> list[bytes]:
+    stream = api.stream(EVENTS, {"watch": "true"}, inactivity=5, deadline=10)
+    return [line async for batch in stream for line in batch]
+
+
+async def test_frames_cut_anywhere_are_joined_and_a_last_one_needs_no_newline(
+    tmp_path: Path,
+) -> None:
+    frames = [
+        orjson.dumps({"type": "ADDED", "object": {"n": i, "pad": "y" * i * 7}}) for i in range(3)
+    ]
+    whole = frames[0] + b"\n" + frames[1] + b"\n\n" + frames[2]  # a blank line; no final newline
+    cuts = [5, len(frames[0]) + 1, len(frames[0]) + 9, len(whole) - 1]
+    chunks = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+    runner, api = await serve_raw(chunks, tmp_path)
+    try:
+        lines = await lines_of(api)
+    finally:
+        await api.close()
+        await runner.cleanup()
+    assert [line for line in lines if line] == frames
+    assert lines.count(b"") == 1
+
+
+async def test_a_frame_past_the_size_limit_fails_the_stream_saying_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "MAX_FRAME_BYTES", 1000)
+    runner, api = await serve_raw([b'{"type": "ADDED", "object": {"a": "' + b"z" * 2000], tmp_path)
+    try:
+        with pytest.raises(aiohttp.ClientPayloadError, match="longer than 1000 bytes"):
+            await lines_of(api)
+    finally:
+        await api.close()
+        await runner.cleanup()

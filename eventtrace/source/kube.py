@@ -24,6 +24,10 @@ from yarl import URL
 
 # The longest line a watch stream may carry (one object), as kubernetes-asyncio sets it.
 READ_BUFFER_BYTES = 2**21
+# The longest watch frame accepted: an object is at most ~1.5 MiB in etcd; its JSON with
+# escapes fits well within this.
+MAX_FRAME_BYTES = 2**25
+STREAM_READ_BYTES = 2**16  # what a watch stream reads at a time, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +195,9 @@ class KubeApi:
 
     async def stream(
         self, path: str, query: dict[str, str], *, inactivity: float, deadline: float
-    ) -> AsyncIterator[bytes]:
-        """The lines of a watch response, as they arrive: first an empty line once the
-        server has accepted the watch, then one line per frame."""
+    ) -> AsyncIterator[list[bytes]]:
+        """The lines of a watch response, as they arrive, in batches: first an empty batch
+        once the server has accepted the watch, then the whole lines each read brought."""
         # aiohttp's sock_read watches for silence per read of the socket, which costs
         # nothing per line (a timeout around each readline costs a timer per event).
         timeout = aiohttp.ClientTimeout(total=deadline, sock_connect=30, sock_read=inactivity)
@@ -201,15 +205,29 @@ class KubeApi:
         try:
             if response.status >= 400:
                 raise _api_error(response, await response.read())
-            yield b""
+            yield []
+            # Split here rather than by readline: one await per 64 KB read (~60 frames),
+            # not one per frame (readline's search and an async step per line cost ~5 %
+            # of a live watch's CPU). Not all that is buffered at once: a batch of
+            # megabytes, copied twice to split it, left 17 MB more at the peak.
+            partial = b""
             while True:
                 try:
-                    line = await response.content.readline()
+                    data = await response.content.read(STREAM_READ_BYTES)
                 except aiohttp.ServerTimeoutError:
                     raise StreamStalled(f"no data for {inactivity:.0f}s") from None
-                if not line:
+                if not data:
+                    if partial:
+                        yield [partial]  # the last frame, its newline never sent
                     return
-                yield line
+                lines = (partial + data if partial else data).split(b"\n")
+                partial = lines.pop()
+                if len(partial) > MAX_FRAME_BYTES:
+                    raise aiohttp.ClientPayloadError(
+                        f"a watch frame longer than {MAX_FRAME_BYTES} bytes without a newline"
+                    )
+                if lines:
+                    yield lines
         finally:
             response.close()
 

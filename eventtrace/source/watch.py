@@ -177,26 +177,27 @@ class Watcher:
         }
         if self.resource_version:
             query["resourceVersion"] = self.resource_version
-        lines = self.api.stream(
+        batches = self.api.stream(
             self.resource.collection(self.namespace),
             query,
             inactivity=self.inactivity_timeout,
             deadline=self.watch_timeout + 60,
         )
-        async for line in lines:
-            self.healthy = True
-            if not line:
-                continue  # accepted; a quiet event stream is normal
-            self._flowed = True
-            frame = orjson.loads(line)
-            kind, obj = frame.get("type"), frame.get("object")
-            if kind == "ERROR":
-                raise error_from_status(obj)
-            version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
-            if kind != "BOOKMARK" and isinstance(obj, dict):
-                await self.handler(str(kind), obj)
-            if version:
-                self.resource_version = str(version)
+        async for lines in batches:
+            self.healthy = True  # the first batch, empty: accepted (a quiet stream is normal)
+            for line in lines:
+                if not line:
+                    continue
+                self._flowed = True
+                frame = orjson.loads(line)
+                kind, obj = frame.get("type"), frame.get("object")
+                if kind == "ERROR":
+                    raise error_from_status(obj)
+                version = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+                if kind != "BOOKMARK" and isinstance(obj, dict):
+                    await self.handler(str(kind), obj)
+                if version:
+                    self.resource_version = str(version)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
         retrying = AsyncRetrying(
