@@ -648,8 +648,9 @@ FOOTNOTES = f"""\
   The last column gives the CPU seconds each of the three used from its start to its exit
   (start-up included; the two helpers start before eventtrace and load the data).
 - "vs 1" / "vs 2": events/s of that path divided by that of path 1 / path 2.
-- With `--repeat N` each path runs N times: the table shows the median run, the range of
-  events/s in brackets, the highest peak RSS and any mismatch or failure of any run.
+- With `--repeat N` each path runs N times, in N rounds of every path in turn: the table
+  shows the median run, the range of events/s in brackets, the highest peak RSS and any
+  mismatch or failure of any run.
 - "⚠ busy": other processes used more than a tenth of a core while the path ran.
 """
 
@@ -733,10 +734,14 @@ def run_mode(
     print(f"[{name}] expected spans …", file=sys.stderr, flush=True)
     expected, _ = run_worker(["expect", str(dataset.directory)], work / "expect.log")
     mode = Mode(name, dataset, expected)
-    for path in paths:
-        attempts = [measure(mode, work, path, profile) for _ in range(repeat)]
-        result = _median(attempts)
-        mode.results.append(result)
+    # Round after round of every path, not one path's runs in a row: this machine has
+    # slow spells of minutes (the same work taking ~18 % more CPU), which would otherwise
+    # fall on all the runs of one path and move its median.
+    attempts: dict[str, list[Measurement]] = {path: [] for path in paths}
+    for _ in range(repeat):
+        for path in paths:
+            attempts[path].append(measure(mode, work, path, profile))
+    mode.results.extend(_median(attempts[path]) for path in paths)
     print(f"[{name}] logs in {work}", file=sys.stderr, flush=True)
     return mode
 
@@ -803,7 +808,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="run each path N times, report the median"
+        "--repeat", type=int, default=1, help="N rounds of every path; report each path's median"
     )
     parser.add_argument(
         "--profile", action="store_true", help="run 3 and 4 under pyinstrument (slower)"
