@@ -84,8 +84,8 @@ class Pipeline:
         self._settled = max(self._settled, through)
 
     def release(self, now: int, *, budget: int | None = None) -> list[Span]:
-        """Process what has waited out the window, in occurrence-time order; close what is
-        due by `now`.
+        """Process what has waited out the window (or been settled), in occurrence-time
+        order; close what is due by `now`.
 
         With a `budget`, stop once that many spans are out, so a caller can hand them on
         and wait for room before asking for more (`due` says whether more is waiting):
@@ -102,7 +102,7 @@ class Pipeline:
         return spans
 
     def due(self, now: int) -> bool:
-        """Is anything waiting that has waited out the window by `now`?"""
+        """Is anything waiting that has waited out the window by `now`, or been settled?"""
         if not self._pending:
             return False
         top = self._pending[0]

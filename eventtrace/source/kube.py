@@ -210,24 +210,32 @@ class KubeApi:
             # not one per frame (readline's search and an async step per line cost ~5 %
             # of a live watch's CPU). Not all that is buffered at once: a batch of
             # megabytes, copied twice to split it, left 17 MB more at the peak.
-            partial = b""
+            started: list[bytes] = []  # a frame's first pieces, until its newline comes
+            started_bytes = 0
             while True:
                 try:
                     data = await response.content.read(STREAM_READ_BYTES)
                 except aiohttp.ServerTimeoutError:
                     raise StreamStalled(f"no data for {inactivity:.0f}s") from None
                 if not data:
-                    if partial:
-                        yield [partial]  # the last frame, its newline never sent
+                    if started:
+                        yield [b"".join(started)]  # the last frame, its newline never sent
                     return
-                lines = (partial + data if partial else data).split(b"\n")
-                partial = lines.pop()
-                if len(partial) > MAX_FRAME_BYTES:
-                    raise aiohttp.ClientPayloadError(
-                        f"a watch frame longer than {MAX_FRAME_BYTES} bytes without a newline"
-                    )
-                if lines:
-                    yield lines
+                if b"\n" not in data:  # inside a long frame: joined once, when it ends
+                    started.append(data)
+                    started_bytes += len(data)
+                    if started_bytes > MAX_FRAME_BYTES:
+                        raise aiohttp.ClientPayloadError(
+                            f"a watch frame longer than {MAX_FRAME_BYTES} bytes without a newline"
+                        )
+                    continue
+                if started:
+                    started.append(data)
+                    data = b"".join(started)
+                lines = data.split(b"\n")
+                rest = lines.pop()
+                started, started_bytes = ([rest], len(rest)) if rest else ([], 0)
+                yield lines
         finally:
             response.close()
 
