@@ -641,7 +641,8 @@ FOOTNOTES = f"""\
   received and nothing was pending or queued for export; the flush of the open traces at
   shutdown is included. "+N start" is from process start to that first event (imports,
   kubeconfig, discovery, preflight). `--resolve-timeout {RESOLVE_TIMEOUT}` (the reorder
-  window; default 5 s, which would add 5 s of waiting to every run). 4a counts the Event
+  window; with the default 5 s the last events of 4b would wait 5 s; a complete list, 4a,
+  does not wait for it). 4a counts the Event
   objects listed (a re-list shows each event's latest state); 4b counts watch frames.
   eventtrace watches events.k8s.io/v1, so 4 reads that shape; 1-3 read core/v1 frames.
 - The API server, the OTLP receiver and eventtrace share the machine's cores during 4.
