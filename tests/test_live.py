@@ -162,6 +162,20 @@ def pod(name: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
 
 
+def a_pod_owned_by_a_widget(api: ApiServer) -> dict[str, Any]:
+    """Pod "shop-runner", controlled by a custom resource (Widget "shop", example.com/v1):
+    outside the watched kinds, so only a GET found through discovery resolves it."""
+    api.register_custom_resource("example.com", "v1", "Widget", "widgets")
+    widget = api.create(
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "shop", "namespace": NS},
+        }
+    )
+    return api.create(pod("shop-runner", widget))
+
+
 def scaled(api: ApiServer, deploy: dict[str, Any], rs_name: str) -> dict[str, Any]:
     return api.create(make_event("ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to 1",
                                  object_reference(deploy), component="deployment-controller"))  # fmt: skip
@@ -472,15 +486,7 @@ async def test_a_listed_event_waits_for_the_owner_it_asked_for(apiserver, start_
     """Released early, a listed event still waits for the GET of an owner its chain
     lacks (a custom resource, outside the watched kinds), not for the whole window."""
     api: ApiServer = apiserver
-    api.register_custom_resource("example.com", "v1", "Widget", "widgets")
-    widget = api.create(
-        {
-            "apiVersion": "example.com/v1",
-            "kind": "Widget",
-            "metadata": {"name": "shop", "namespace": NS},
-        }
-    )
-    the_pod = api.create(pod("shop-runner", widget))
+    the_pod = a_pod_owned_by_a_widget(api)
     event = kubelet(api, the_pod, "Started", "Started container app")
     live = await start_run("--resolve-timeout", "30s")
     await settle(live, 1, within=10)
@@ -493,15 +499,7 @@ async def test_a_listed_event_waits_for_the_owner_it_asked_for(apiserver, start_
 
 async def test_a_custom_resource_owner_is_found_through_discovery(apiserver, start_run) -> None:
     api: ApiServer = apiserver
-    api.register_custom_resource("example.com", "v1", "Widget", "widgets")
-    widget = api.create(
-        {
-            "apiVersion": "example.com/v1",
-            "kind": "Widget",
-            "metadata": {"name": "shop", "namespace": NS},
-        }
-    )
-    the_pod = api.create(pod("shop-runner", widget))
+    the_pod = a_pod_owned_by_a_widget(api)
     live = await start_run()
     event = kubelet(api, the_pod, "Started", "Started container app")
     await settle(live, 1)
