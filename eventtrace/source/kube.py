@@ -22,7 +22,8 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
 from yarl import URL
 
-# The longest line a watch stream may carry (one object), as kubernetes-asyncio sets it.
+# aiohttp's read buffer per response (it stops reading the socket past twice this), as
+# kubernetes-asyncio sets it.
 READ_BUFFER_BYTES = 2**21
 # The longest watch frame accepted: an object is at most ~1.5 MiB in etcd; its JSON with
 # escapes fits well within this.
