@@ -296,7 +296,13 @@ class LiveService:
         """A list of events is complete, so what it held is all there was up to its
         resourceVersion: what comes next is newer. Its states need not wait out the
         reorder window (`resolve_timeout`), only for the owners they asked for; a re-list
-        of an hour of events goes out as soon as it is in, not a window later."""
+        of an hour of events goes out as soon as it is in, not a window later.
+
+        With several event watches (namespaces), only once none is half-way through a
+        list: their items interleave in the queue, and a cut made while one is listing
+        would settle the first part of that list before its rest is in."""
+        if any(watcher.listing for watcher in self.event_watchers):
+            return  # the last list to end makes the cut, for all of them
         self._list_ends_at = self._queued
         if self._taken >= self._queued:  # its last items were rejected, the rest taken
             self._to_settle = self.pipeline.arrivals

@@ -122,6 +122,7 @@ async def test_a_list_asks_for_the_next_page_before_handling_this_one(
                 lambda r: r.verb == "list" and "continue" in r.query, within=5
             )
         assert pages_asked() <= len(handled) // 2 + 2, "no more than one page ahead"
+        assert watcher.listing  # what the handler has is not all there is, yet
         handled.append(event["metadata"]["name"])
 
     api = await connect(apiserver)
@@ -129,6 +130,7 @@ async def test_a_list_asks_for_the_next_page_before_handling_this_one(
         watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default")
         running = asyncio.create_task(watcher.run())
         await asyncio.wait_for(watcher.synced.wait(), 10)
+        assert not watcher.listing
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     finally:
@@ -151,6 +153,7 @@ async def test_a_failing_handler_leaves_no_page_request_behind(
         watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default")
         with pytest.raises(RuntimeError, match="a bug in the handler"):
             await asyncio.wait_for(watcher.run(), 10)
+        assert watcher.listing  # a list that failed half-way is not complete
         left = [t for t in asyncio.all_tasks() if "KubeApi" in repr(t.get_coro())]
         assert left == []
     finally:

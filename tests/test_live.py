@@ -589,6 +589,33 @@ async def test_a_namespace_filter_watches_only_that_namespace(apiserver, start_r
     assert paths == {"/apis/events.k8s.io/v1/namespaces/team-a/events"}
 
 
+async def test_with_two_namespaces_a_list_is_not_released_while_the_other_is_half_in(
+    apiserver, start_run
+) -> None:
+    """Two namespaces, two lists whose items interleave in one queue: the first to end
+    does not release what has come so far, since the other's first part would go with
+    it before its rest is in. Both go once the second list is complete."""
+    api: ApiServer = apiserver
+    team_a = make_event("Pulled", "a", {"kind": "Pod", "name": "x", "namespace": "team-a", "uid": "u1"},
+                        component="kubelet")  # fmt: skip
+    team_b = make_event("Pulled", "b", {"kind": "Pod", "name": "y", "namespace": "team-b", "uid": "u2"},
+                        component="kubelet")  # fmt: skip
+    listed = [api.create(team_a), api.create(team_b)]
+    api.faults.delay(3.0, verbs="list", path="/apis/events.k8s.io/v1/namespaces/team-b/events")
+    live = await start_run(
+        "--namespace", "team-a", "--namespace", "team-b", "--resolve-timeout", "30s", ready=False
+    )  # fmt: skip
+    await api.requests.wait_for(
+        lambda r: r.verb == "list" and r.namespace == "team-b" and r.resource == "events",
+        within=15,
+    )
+    await asyncio.sleep(2.0)  # team-a's list is in; team-b's answer is 1 s away
+    assert live.receiver.spans == []
+    await settle(live, 2, within=10)  # not the 30 s window: once team-b's list is in
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(event): 1 for event in listed})
+
+
 # ---- startup errors: one line, exit 1 --------------------------------------------------------
 
 

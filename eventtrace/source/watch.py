@@ -79,6 +79,9 @@ class Watcher:
         self.on_listed = on_listed  # told the uids of every complete list
         self.on_synced = on_synced  # told of every complete list, once handled
         self.synced = asyncio.Event()  # the first list is in
+        # A list is under way (retries included): some of its items may be handed over,
+        # not all. Only a complete list, or giving up (forbidden), ends it.
+        self.listing = False
         self.settled = asyncio.Event()  # listed, or given up (forbidden)
         self.healthy = False  # false while retrying
         self.resource_version = ""
@@ -104,6 +107,7 @@ class Watcher:
                         break
         except Forbidden as error:
             self.healthy = False
+            self.listing = False
             self.settled.set()
             if self.on_forbidden is not None:
                 self.on_forbidden(self.resource, str(error))
@@ -114,9 +118,10 @@ class Watcher:
         path = self.resource.collection(self.namespace)
         listed: set[str] = set()
         query = {"limit": str(PAGE_SIZE)}
-        page = await self.api.get(path, query)
         upcoming: asyncio.Task[Any] | None = None
+        self.listing = True
         try:
+            page = await self.api.get(path, query)
             while True:
                 # Page by page, to bound memory. The next page is asked for before this one
                 # is handled, so the API server answers meanwhile (pages of 500: 116 132
@@ -146,6 +151,7 @@ class Watcher:
                 upcoming.cancel()
                 await asyncio.gather(upcoming, return_exceptions=True)
         self.resource_version = str(meta.get("resourceVersion") or "")
+        self.listing = False
         if self.on_listed is not None:
             self.on_listed(listed)
         if self.on_synced is not None:
