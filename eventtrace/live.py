@@ -176,11 +176,9 @@ class LiveService:
         self._reported = (0, 0)
         self._received: dict[str, Any] = {}
         # A complete list need not wait out the reorder window (see `_events_listed`):
-        # states queued and taken so far, the count queued when a list ended, and the
-        # pipeline's arrival number to settle once the owners asked for are in.
-        self._queued = 0
-        self._taken = 0
-        self._list_ends_at = 0
+        # how many of its states the queue still holds, and the pipeline's arrival number
+        # to settle once the owners they asked for are in.
+        self._list_left = 0
         self._to_settle: int | None = None
         self.description = f"{events.label} ({events.api_version}) in " + (
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
@@ -290,7 +288,6 @@ class LiveService:
             await self.queue.put(state)  # a full queue slows the watch: backpressure
         else:
             self.queue.put_nowait(state)  # no coroutine to make and run
-        self._queued += 1
 
     def _events_listed(self) -> None:
         """A list of events is complete, so what it held is all there was up to its
@@ -303,8 +300,8 @@ class LiveService:
         would settle the first part of that list before its rest is in."""
         if any(watcher.listing for watcher in self.event_watchers):
             return  # the last list to end makes the cut, for all of them
-        self._list_ends_at = self._queued
-        if self._taken >= self._queued:  # its last items were rejected, the rest taken
+        self._list_left = self.queue.qsize()  # first in, first out: the cut is after them
+        if not self._list_left:  # all taken already (or its last items rejected)
             self._to_settle = self.pipeline.arrivals
 
     async def _pump(self, sink: SpanSink) -> None:
@@ -351,9 +348,10 @@ class LiveService:
 
     def _accept(self, state: EventState, now: int) -> None:
         self._offer(state, now)
-        self._taken += 1
-        if self._taken == self._list_ends_at:  # the list's last state is in the pipeline
-            self._to_settle = self.pipeline.arrivals
+        if self._list_left:
+            self._list_left -= 1
+            if not self._list_left:  # the list's last state is in the pipeline
+                self._to_settle = self.pipeline.arrivals
 
     def _offer(self, state: EventState, now: int) -> None:
         received = self._received.get(state.type)
