@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from test_export_otlp import numbered_spans, rollout
 
 from eventtrace.export.otlp import SCOPE, ResourceCache, to_readable_span
 from eventtrace.export.protobuf import SpanEncoder, _varint
-from eventtrace.model import Span
+from eventtrace.model import AttributeValue, Span, SpanKind, SpanStatus
 
 
 def sdk_bytes(spans: list[Span], scope: InstrumentationScope = SCOPE) -> bytes:
@@ -51,3 +53,69 @@ def test_varints_are_protobufs_own() -> None:
     edges = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 2**32, 2**63, 2**64 - 1]
     for value in [*edges, *range(0, 20_000, 7)]:
         assert _varint(value) == _VarintBytes(value), value
+
+
+# Any text, including long values (lengths of two- and three-byte varints at every level:
+# attribute, span, scope, resource) and characters of several UTF-8 bytes.
+texts = st.text(max_size=300) | st.text(min_size=120, max_size=3_000)
+values: st.SearchStrategy[AttributeValue] = (
+    texts
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+)
+hex_ids = st.integers(min_value=1, max_value=2**64 - 1).map(lambda n: f"{n:016x}")
+resources = st.sampled_from(
+    [
+        (("k8s.cluster.name", "c"), ("service.name", "kubelet")),
+        (("k8s.cluster.name", "c"), ("service.instance.id", "node-1"), ("service.name", "k")),
+        (("service.name", "x" * 200),),
+    ]
+)
+
+
+@st.composite
+def spans(draw: st.DrawFn) -> Span:
+    # Never a default value where protobuf would leave the field out (an empty name, a
+    # zero time): the pipeline makes none, and this encoder writes them all.
+    start = draw(st.integers(min_value=1, max_value=2**63 - 1))
+    return Span(
+        trace_id=draw(st.integers(min_value=1, max_value=2**128 - 1).map(lambda n: f"{n:032x}")),
+        span_id=draw(hex_ids),
+        parent_id=draw(st.none() | hex_ids),
+        name=draw(texts.filter(bool)),
+        kind=draw(st.sampled_from(SpanKind)),
+        start_ns=start,
+        end_ns=draw(st.integers(min_value=start, max_value=2**63 - 1)),
+        status=draw(st.sampled_from(SpanStatus)),
+        status_message=draw(texts),
+        resource=draw(resources),
+        attributes=tuple(
+            draw(st.dictionaries(st.text(min_size=1, max_size=150), values, max_size=8)).items()
+        ),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(spans(), min_size=1, max_size=25))
+def test_any_spans_come_out_as_the_sdk_encodes_them(batch: list[Span]) -> None:
+    encoder = SpanEncoder(SCOPE.name, SCOPE.version or "")
+    assert encoder.encode(batch) == sdk_bytes(batch)
+    assert encoder.encode(batch) == sdk_bytes(batch), "the caches change nothing"
+
+
+def test_resources_of_megabytes_have_their_lengths_right() -> None:
+    # A resource's spans past 2**14 and 2**21 bytes: three- and four-byte lengths at the
+    # scope and resource levels, which the random batches above rarely reach.
+    base = rollout()[1]
+    for count in (6, 700):
+        batch = [
+            replace(
+                base,
+                span_id=f"{n + 1:016x}",
+                attributes=(("k8s.event.message", f"{n} " + "m" * 3_500),),
+            )
+            for n in range(count)
+        ]
+        assert len(SpanEncoder(SCOPE.name).encode(batch)) > (2**14 if count == 6 else 2**21)
+        assert SpanEncoder(SCOPE.name, SCOPE.version or "").encode(batch) == sdk_bytes(batch)

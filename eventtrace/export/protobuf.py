@@ -62,23 +62,32 @@ def _key_value(key: str, value: AttributeValue) -> bytes:
     return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
 
 
-_KEYS: dict[str, bytes] = {}  # attribute key → its KeyValue.key field
-
-
 def _string_attribute(key: str, value: str) -> bytes:
-    """`_field(b"\\x4a", _key_value(key, value))` for a string value, faster: most lengths
-    are one-byte varints, looked up rather than computed."""
-    key_field = _KEYS.get(key)
-    if key_field is None:
-        key_field = _KEYS[key] = _field(b"\x0a", key.encode())
+    """`_field(b"\\x4a", _key_value(key, value))` for a string value, faster: the bytes
+    before the value depend only on the key and the value's length, so they are looked up
+    (a few keys, a few hundred lengths) and the value is added to them once."""
     data = value.encode()
-    size = len(data)
-    any_value = b"\x0a" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + data
-    size = len(any_value)
-    key_value = key_field + b"\x12" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size))
-    key_value += any_value
-    size = len(key_value)
-    return b"\x4a" + (_SMALL_VARINTS[size] if size < 0x80 else _varint(size)) + key_value
+    head = _STRING_HEADS.get((key, len(data)))
+    if head is None:
+        head = _string_head(key, len(data))
+    return head + data
+
+
+def _string_head(key: str, size: int) -> bytes:
+    """Span.attributes' tag and length, the KeyValue's key, its AnyValue's tag and length,
+    the string_value's tag and length: everything before a string value of `size` bytes."""
+    key_field = _field(b"\x0a", key.encode())
+    value_head = b"\x0a" + _varint(size)  # AnyValue.string_value
+    any_size = len(value_head) + size
+    key_value_head = key_field + b"\x12" + _varint(any_size) + value_head
+    head = b"\x4a" + _varint(len(key_value_head) + size) + key_value_head
+    if len(_STRING_HEADS) >= _CACHE_LIMIT:
+        _STRING_HEADS.clear()
+    _STRING_HEADS[(key, size)] = head
+    return head
+
+
+_STRING_HEADS: dict[tuple[str, int], bytes] = {}  # (key, value size) → _string_head
 
 
 def _keep(
@@ -111,11 +120,18 @@ class SpanEncoder:
                 groups[span.resource] = [encoded]
             else:
                 group.append(encoded)
+        # Joined once: wrapping each level in turn (scope, resource, request) had copied
+        # every span ~6 times. Each level's length is worked out from what it holds.
         request = []
+        scope = self._scope
         for resource, encoded_spans in groups.items():
-            scope_spans = self._scope + b"".join(encoded_spans)
-            resource_spans = self._resource(resource) + _field(b"\x12", scope_spans)
-            request.append(_field(b"\x0a", resource_spans))
+            scope_spans_size = len(scope) + sum(map(len, encoded_spans))
+            scope_spans_head = b"\x12" + _varint(scope_spans_size)  # ResourceSpans.scope_spans
+            resource_head = self._resource(resource)
+            resource_spans_size = len(resource_head) + len(scope_spans_head) + scope_spans_size
+            request.append(b"\x0a" + _varint(resource_spans_size))  # the request's resource_spans
+            request += (resource_head, scope_spans_head, scope)
+            request += encoded_spans
         return b"".join(request)
 
     def span(self, span: Span) -> bytes:
@@ -129,7 +145,7 @@ class SpanEncoder:
             fromhex(span.span_id),
             b"\x22\x08" + fromhex(span.parent_id) if span.parent_id else b"",
             b"\x2a",
-            _varint(len(name)),
+            _SMALL_VARINTS[len(name)] if len(name) < 0x80 else _varint(len(name)),
             name,
             _SPAN_KIND_INTERNAL,
             b"\x39",
