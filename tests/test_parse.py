@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 
 import pytest
 
@@ -74,9 +75,29 @@ def test_last_before_first_is_clamped() -> None:
     assert isinstance(state, EventState) and state.last_ns == state.first_ns
 
 
-def test_times_are_exact_to_the_nanosecond() -> None:
-    from datetime import datetime
+@pytest.mark.parametrize(
+    "unusable", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2262-04-12T00:00:00Z"]
+)
+def test_a_time_no_span_can_have_counts_as_null(unusable: str) -> None:
+    # Kubernetes' zero time, before 1970, after 2262: OTLP has nanoseconds since 1970 in 64
+    # bits (signed, in the backends). The event's other times stand in, as for a null.
+    raw = core_event("x.1", ref("Pod", "x"), "Pulled", "m", at=10, last=20, count=2)
+    good_first, good_last = raw["firstTimestamp"], raw["lastTimestamp"]
+    raw["firstTimestamp"] = unusable
+    state = parse_event(raw, "t")
+    assert isinstance(state, EventState)
+    assert state.first_ns == state.last_ns == to_ns(datetime.fromisoformat(good_last))
+    raw["firstTimestamp"], raw["lastTimestamp"] = good_first, unusable
+    state = parse_event(raw, "t")
+    assert isinstance(state, EventState)
+    assert state.first_ns == state.last_ns == to_ns(datetime.fromisoformat(good_first))
+    raw["firstTimestamp"] = raw["metadata"]["creationTimestamp"] = unusable
+    rejected = parse_event(raw, "t")
+    assert isinstance(rejected, Rejected) and rejected.category == "no_time"
+    assert "before 1970 or after 2262" in rejected.reason
 
+
+def test_times_are_exact_to_the_nanosecond() -> None:
     assert to_ns(datetime.fromisoformat("2021-05-19T09:42:58.638469+00:00")) == 1621417378638469000
 
 
@@ -97,7 +118,7 @@ def test_times_are_exact_to_the_nanosecond() -> None:
             lambda e: e.update(count="many"),
             "event default/x.1: count: Input should be a valid integer",
         ),
-        (lambda e: e.update(firstTimestamp=None, lastTimestamp=None), "event default/x.1: no time"),
+        (lambda e: e.update(firstTimestamp=None, lastTimestamp=None), "event default/x.1: no usable time"),
         (lambda e: e.update(metadata={}), "event without metadata.name or metadata.uid"),
     ],
 )

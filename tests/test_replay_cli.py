@@ -189,6 +189,39 @@ def test_replay_over_otlp_delivers_exactly_what_the_pipeline_made(otlp_receiver)
     assert got == want
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_times_no_span_can_have_are_left_out_not_the_batch(
+    tmp_path: Path, otlp_receiver, protocol: str
+) -> None:
+    """Kubernetes' zero time (0001-01-01, some clients' "unset") and a time past 2262
+    cannot be OTLP times (nanoseconds since 1970 in 64 bits): they count as null, the
+    event's other times are used, and the rest of the batch is not lost with it."""
+    events = rollout_events()
+    events[2]["firstTimestamp"] = "0001-01-01T00:00:00Z"
+    events[3]["lastTimestamp"] = "9999-12-31T23:59:59Z"
+    recording = tmp_path / "events.jsonl"
+    recording.write_bytes(b"\n".join(orjson.dumps(event) for event in events) + b"\n")
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint(protocol),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    }
+    result = eventtrace("replay", str(recording), "--output", "otlp", env=env)
+    assert result.returncode == 0, result.stderr
+    received = otlp_receiver.wait_for_spans_blocking(7, within=10)  # 4 events, 3 objects
+    by_name = {span.name: span for span in received}
+    assert len(received) == 7, sorted(by_name)
+    pulling, backoff = by_name["Pulling"], by_name["BackOff"]
+    assert pulling.start_ns == pulling.end_ns == orjson_time(events[2]["lastTimestamp"])
+    assert backoff.start_ns == backoff.end_ns == orjson_time(events[3]["firstTimestamp"])
+
+
+def orjson_time(stamp: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()) * 10**9
+
+
 def many_pod_events(path: Path, pods: int) -> Path:
     """One Pulling event for each of `pods` pods, a JSON line each."""
     lines = [

@@ -11,14 +11,29 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from eventtrace.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUNCATED = " …[truncated]"
+# The latest time a span can have: OTLP carries nanoseconds since 1970 in 64 bits, and
+# backends (Jaeger, the Collector) keep them signed: 2262-04-11.
+_LATEST_NS = 2**63 - 1
+
+
+def _span_time(moment: datetime | None) -> datetime | None:
+    """An event's time as unset (null) where no span can have it: Kubernetes' zero time
+    (0001-01-01T00:00:00Z, which some clients write for "unset"), anything before 1970
+    or after 2262. The other times of the event are used instead, as for a null."""
+    if moment is None or 0 <= to_ns(moment) <= _LATEST_NS:
+        return moment
+    return None
+
+
+_Time = Annotated[datetime | None, AfterValidator(_span_time)]
 
 
 class _Input(BaseModel):
@@ -30,7 +45,7 @@ class _Meta(_Input):
     namespace: str = ""
     uid: str = ""
     resourceVersion: str = ""
-    creationTimestamp: datetime | None = None
+    creationTimestamp: _Time = None
 
 
 class _Ref(_Input):
@@ -49,7 +64,7 @@ class _Source(_Input):
 
 class _Series(_Input):
     count: int = Field(ge=0)
-    lastObservedTime: datetime | None = None
+    lastObservedTime: _Time = None
 
 
 def _either(core: str, events_v1: str) -> Any:
@@ -63,10 +78,10 @@ class _Event(_Input):
     message: str | None = _either("message", "note")
     type: str = "Normal"
     source: _Source | None = _either("source", "deprecatedSource")
-    firstTimestamp: datetime | None = _either("firstTimestamp", "deprecatedFirstTimestamp")
-    lastTimestamp: datetime | None = _either("lastTimestamp", "deprecatedLastTimestamp")
+    firstTimestamp: _Time = _either("firstTimestamp", "deprecatedFirstTimestamp")
+    lastTimestamp: _Time = _either("lastTimestamp", "deprecatedLastTimestamp")
     count: int | None = _either("count", "deprecatedCount")
-    eventTime: datetime | None = None
+    eventTime: _Time = None
     series: _Series | None = None
     action: str | None = None
     reportingComponent: str | None = _either("reportingComponent", "reportingController")
@@ -137,8 +152,9 @@ def parse_event_strictly(
     if first is None:
         return Rejected(
             where,
-            f"event {meta.namespace}/{meta.name}: no time (eventTime, firstTimestamp, "
-            "lastTimestamp and creationTimestamp are all null)",
+            f"event {meta.namespace}/{meta.name}: no usable time (eventTime, "
+            "firstTimestamp, lastTimestamp and creationTimestamp are all null, or before "
+            "1970 or after 2262)",
             "no_time",
         )
     first_ns = to_ns(first)
@@ -355,6 +371,12 @@ def _opt_time(value: Any) -> int | None:
     return _time_ns(value)
 
 
+def _event_time(value: Any) -> int | None:
+    """`_opt_time`, and None where `_span_time` makes it so."""
+    moment = _opt_time(value)
+    return moment if moment is None or 0 <= moment <= _LATEST_NS else None
+
+
 def _text(fields: dict[str, Any], key: str) -> str:
     """A `str = ""` field."""
     value = fields.get(key, "")
@@ -397,7 +419,7 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
             raise _UNSURE
         created = meta.get("creationTimestamp")
         if created is not None:
-            created = _opt_time(created)
+            created = _event_time(created)
         involved = _named(
             raw["involvedObject"] if "involvedObject" in raw else raw.get("regarding")
         )
@@ -431,14 +453,14 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
                 raise _UNSURE
         else:
             raise _UNSURE
-        first_time = _opt_time(_either_of(raw, "firstTimestamp", "deprecatedFirstTimestamp"))
-        last_time = _opt_time(_either_of(raw, "lastTimestamp", "deprecatedLastTimestamp"))
+        first_time = _event_time(_either_of(raw, "firstTimestamp", "deprecatedFirstTimestamp"))
+        last_time = _event_time(_either_of(raw, "lastTimestamp", "deprecatedLastTimestamp"))
         count = raw["count"] if "count" in raw else raw.get("deprecatedCount")
         if count is not None and type(count) is not int:
             raise _UNSURE
         event_time = raw.get("eventTime")
         if event_time is not None:
-            event_time = _opt_time(event_time)
+            event_time = _event_time(event_time)
         series = raw.get("series")
         series_count = 0
         series_last: int | None = None
@@ -448,7 +470,7 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
             series_count = series.get("count")  # type: ignore[assignment]
             if type(series_count) is not int or series_count < 0:
                 raise _UNSURE
-            series_last = _opt_time(series.get("lastObservedTime"))
+            series_last = _event_time(series.get("lastObservedTime"))
         action = raw.get("action")
         reporting = _either_of(raw, "reportingComponent", "reportingController")
         reporting_instance = raw.get("reportingInstance")
