@@ -20,7 +20,7 @@ from eventtrace.model import EventState, KubeObject, ObjectRef, OwnerRef, Reject
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRUNCATED = " …[truncated]"
 # The latest time a span can have: OTLP carries nanoseconds since 1970 in 64 bits, and
-# backends (Jaeger, the Collector) keep them signed: 2262-04-11.
+# backends written in Go (Jaeger, the Collector) turn them into times as signed: 2262-04-11.
 _LATEST_NS = 2**63 - 1
 
 
