@@ -118,7 +118,10 @@ def test_times_are_exact_to_the_nanosecond() -> None:
             lambda e: e.update(count="many"),
             "event default/x.1: count: Input should be a valid integer",
         ),
-        (lambda e: e.update(firstTimestamp=None, lastTimestamp=None), "event default/x.1: no usable time"),
+        (
+            lambda e: e.update(firstTimestamp=None, lastTimestamp=None),
+            "event default/x.1: no usable time",
+        ),
         (lambda e: e.update(metadata={}), "event without metadata.name or metadata.uid"),
     ],
 )
