@@ -103,12 +103,10 @@ class Pipeline:
 
     def due(self, now: int) -> bool:
         """Is anything waiting that has waited out the window by `now`, or been settled?"""
-        if not self._pending:
-            return False
-        top = self._pending[0]
-        arrival_number: int = top[-3]
-        arrived_at: int = top[-2]
-        return arrived_at + self.reorder_window_ns <= now or arrival_number <= self._settled
+        pending = self._pending  # the test `release` makes of its next state
+        return bool(pending) and (
+            pending[0][-2] <= now - self.reorder_window_ns or pending[0][-3] <= self._settled
+        )
 
     def drain(self, now: int | None = None, *, budget: int | None = None) -> list[Span]:
         """Process everything pending and close every episode (shutdown, end of replay).
