@@ -315,7 +315,10 @@ def measure_run(mode: Mode, work: Path, how: str, profile: bool) -> Measurement:
     argv += ["--log-level", "WARNING"]
     if profile:
         output = RESULTS / f"profile-run-{how}-{mode.name}.txt"
-        argv = ["-m", "pyinstrument", "-r", "text", "-o", str(output), *argv]
+        # main(), not `-m eventtrace`: the command's entry leaves with os._exit, before
+        # pyinstrument could write its report.
+        main = "import sys; from eventtrace.cli import main; sys.exit(main(sys.argv[1:]))"
+        argv = ["-m", "pyinstrument", "-r", "text", "-o", str(output), "-c", main, *argv[2:]]
     log = work / f"run-{how}.log"
     failure = ""
     try:

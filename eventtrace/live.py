@@ -33,6 +33,7 @@ from eventtrace.model import EventState, Rejected
 from eventtrace.pipeline import Pipeline
 from eventtrace.replay import rules_from
 from eventtrace.settings import Settings
+from eventtrace.source.frames import EventFrames
 from eventtrace.source.kube import (
     CORE_EVENTS,
     EVENTS_V1,
@@ -44,7 +45,12 @@ from eventtrace.source.kube import (
     Resource,
     load_client,
 )
-from eventtrace.source.parse import message_was_truncated, parse_event
+from eventtrace.source.parse import (
+    EventShape,
+    message_was_truncated,
+    parse_event,
+    parse_event_shape,
+)
 from eventtrace.source.resolve import Resolver
 from eventtrace.source.watch import Watcher
 
@@ -165,6 +171,7 @@ class LiveService:
                 namespace=ns,
                 timeouts=timeouts,
                 on_synced=self._events_listed,
+                frames=EventFrames(),
             )
             for ns in namespaces
         ]
@@ -274,12 +281,16 @@ class LiveService:
         self._report()
         log.info("stopped: closed every open trace (%d spans flushed)", flushed)
 
-    async def _on_event(self, kind: str, raw: dict[str, Any]) -> None:
-        """Parsed as it comes off the stream, so the raw dict (a few KB, managedFields and
-        all) is freed while still in the CPU's cache and only the small state waits."""
+    async def _on_event(self, kind: str, raw: EventShape | dict[str, Any]) -> None:
+        """Parsed as it comes off the stream, so the raw input is freed while still in the
+        CPU's cache and only the small state waits."""
         if kind == "DELETED":
             return  # an event expiring (TTL) is no occurrence
-        state = parse_event(raw, "watch", max_message_bytes=self.settings.max_message_bytes)
+        limit = self.settings.max_message_bytes
+        if isinstance(raw, EventShape):
+            state = parse_event_shape(raw, "watch", max_message_bytes=limit)
+        else:
+            state = parse_event(raw, "watch", max_message_bytes=limit)
         if isinstance(state, Rejected):
             log.warning("%s", state)
             self.metrics.invalid_events.labels(reason=state.category).inc()

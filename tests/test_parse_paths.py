@@ -1,20 +1,26 @@
-"""The parser's fast path (plain dict reads, for speed) and its strict path (pydantic)
-must agree on everything the fast path claims to understand. Random real-shaped events
-and objects, mutated the ways real data goes wrong, go through both."""
+"""The parser's fast paths (msgspec shapes for events, plain dict reads for objects) and
+its strict path (pydantic) must agree on everything the fast path claims to understand.
+Random real-shaped events and objects, mutated the ways real data goes wrong, go through
+both."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import msgspec
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
 from eventtrace.model import Rejected
 from eventtrace.source.parse import (
+    EventShape,
     _fast_event,
     _fast_object,
+    parse_event,
+    parse_event_shape,
     parse_event_strictly,
     parse_object_strictly,
 )
@@ -67,7 +73,8 @@ def mutated(
         if action == "drop":
             parent.pop(path[-1], None)
         elif action == "odd":
-            parent[path[-1]] = draw(st.sampled_from(ODD))
+            # A copy: the same {} set at two paths, then changed, would nest in itself.
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(ODD)))
         else:
             parent[path[-1]] = draw(st.sampled_from(TIMES))
     return raw
@@ -86,10 +93,27 @@ def same(fast: Any, strict: Any) -> bool:
 @settings(max_examples=3000, deadline=None)
 @given(mutated(base_events(), PATHS), st.sampled_from([64, 4096]))
 def test_the_fast_event_path_agrees_with_pydantic(raw: dict[str, Any], limit: int) -> None:
-    fast = _fast_event(copy.deepcopy(raw), limit)
+    strict = parse_event_strictly(copy.deepcopy(raw), "t", max_message_bytes=limit)
+    # From a dict (files, tests) and from JSON bytes (a watch frame, a list item).
+    assert same(parse_event(copy.deepcopy(raw), "t", max_message_bytes=limit), strict)
+    try:
+        shape = msgspec.json.decode(orjson.dumps(raw), type=EventShape)
+    except msgspec.ValidationError:
+        return  # the watch reads such a frame as a dict: parse_event, above
+    assert same(parse_event_shape(shape, "t", max_message_bytes=limit), strict), (shape, strict)
+    fast = _fast_event(shape, limit)
     if fast is not None:
-        strict = parse_event_strictly(copy.deepcopy(raw), "t", max_message_bytes=limit)
         assert same(fast, strict), (fast, strict)
+
+
+def test_the_fast_event_path_takes_the_common_shapes() -> None:
+    """Well-formed events of both APIs are the fast path's (else the property above would
+    hold for a fast path that always deferred)."""
+    for raw in base_events():
+        shape = msgspec.convert(raw, EventShape)
+        fast = _fast_event(shape, 4096)
+        assert fast is not None, raw
+        assert fast == parse_event_strictly(raw, "t")
 
 
 def base_objects() -> list[dict[str, Any]]:

@@ -185,12 +185,16 @@ class KubeApi:
         return str(self.client.configuration.host)
 
     async def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        return orjson.loads(await self.get_bytes(path, query))
+
+    async def get_bytes(self, path: str, query: dict[str, str] | None = None) -> bytes:
+        """The body of a successful GET, unread (see frames.py)."""
         response = await self._request(path, query, self._timeout)
         try:
             body = await response.read()
             if response.status >= 400:
                 raise _api_error(response, body)
-            return orjson.loads(body)
+            return body
         finally:
             response.release()
 

@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
+import msgspec
+from msgspec import UNSET, UnsetType
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from eventtrace.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
@@ -127,9 +129,27 @@ def parse_event(raw: Any, where: str, *, max_message_bytes: int = 4096) -> Event
         return Rejected(
             where, f"expected an Event object, got {type(raw).__name__}", "not_an_object"
         )
-    fast = _fast_event(raw, max_message_bytes)
+    try:
+        shape = msgspec.convert(raw, EventShape)
+    except msgspec.ValidationError:
+        return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
+    fast = _fast_event(shape, max_message_bytes)
     if fast is not None:
         return fast
+    return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
+
+
+def parse_event_shape(
+    shape: EventShape, where: str, *, max_message_bytes: int = 4096
+) -> EventState | Rejected:
+    """An event read straight from JSON into its shape (a watch frame, a list page's item:
+    see frames.py) as the model, or why it cannot be used."""
+    fast = _fast_event(shape, max_message_bytes)
+    if fast is not None:
+        return fast
+    # What the models must judge: the shape holds every field they read, as it came
+    # (fields absent stay absent), so they see what they would have seen in the input.
+    raw = msgspec.to_builtins(shape)
     return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
 
 
@@ -395,97 +415,97 @@ def _named(fields: Any) -> dict[str, Any]:
     return fields
 
 
-def _either_of(raw: dict[str, Any], core: str, events_v1: str) -> Any:
+class _Shape(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The fast path's view of an input: the fields the models read, typed as the common,
+    well-formed input has them, with the models' defaults. A field that is absent stays
+    UNSET where the models tell absent from null (their alias pairs) or require it."""
+
+
+class _RefShape(_Shape):
+    kind: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    namespace: str = ""
+    uid: str = ""
+    apiVersion: str = ""
+    fieldPath: str = ""
+
+
+class _MetaShape(_Shape):
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resourceVersion: str = ""
+    creationTimestamp: str | None = None
+
+
+class _SourceShape(_Shape):
+    component: str = ""
+    host: str = ""
+
+
+class _SeriesShape(_Shape):
+    count: int | UnsetType = UNSET
+    lastObservedTime: str | None = None
+
+
+class EventShape(_Shape):
+    """An Event of either API as the fast path reads it (see `_Event`, its definition)."""
+
+    metadata: _MetaShape
+    involvedObject: _RefShape | UnsetType = UNSET
+    regarding: _RefShape | UnsetType = UNSET
+    reason: str = ""
+    message: str | UnsetType | None = UNSET
+    note: str | UnsetType | None = UNSET
+    type: str = "Normal"
+    source: _SourceShape | UnsetType | None = UNSET
+    deprecatedSource: _SourceShape | UnsetType | None = UNSET
+    firstTimestamp: str | UnsetType | None = UNSET
+    deprecatedFirstTimestamp: str | UnsetType | None = UNSET
+    lastTimestamp: str | UnsetType | None = UNSET
+    deprecatedLastTimestamp: str | UnsetType | None = UNSET
+    count: int | UnsetType | None = UNSET
+    deprecatedCount: int | UnsetType | None = UNSET
+    eventTime: str | None = None
+    series: _SeriesShape | None = None
+    action: str | None = None
+    reportingComponent: str | UnsetType | None = UNSET
+    reportingController: str | UnsetType | None = UNSET
+    reportingInstance: str | None = None
+
+
+def _given(core: Any, events_v1: Any) -> Any:
     """AliasChoices: the first of the two keys present, even if its value is null."""
-    return raw[core] if core in raw else raw.get(events_v1)
+    if core is not UNSET:
+        return core
+    return None if events_v1 is UNSET else events_v1
 
 
-def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rejected | None:
-    str_ = str
+def _fast_event(raw: EventShape, max_message_bytes: int) -> EventState | None:
+    """`parse_event_strictly`'s result for a well-formed event, or None where the models
+    must judge (an unusual timestamp, a missing name, anything to reject)."""
+    meta = raw.metadata
+    involved = raw.involvedObject if raw.involvedObject is not UNSET else raw.regarding
+    if involved is UNSET or not involved.kind or not involved.name:
+        return None
+    if not meta.name and not meta.uid:
+        return None  # rejected: let the slow path word it
+    series = raw.series
     try:
-        meta = raw.get("metadata")
-        if type(meta) is not dict:
-            raise _UNSURE
-        meta_name = meta.get("name", "")
-        meta_namespace = meta.get("namespace", "")
-        meta_uid = meta.get("uid", "")
-        meta_version = meta.get("resourceVersion", "")
-        if (
-            type(meta_name) is not str_
-            or type(meta_namespace) is not str_
-            or type(meta_uid) is not str_
-            or type(meta_version) is not str_
-        ):
-            raise _UNSURE
-        created = meta.get("creationTimestamp")
-        if created is not None:
-            created = _event_time(created)
-        involved = _named(
-            raw["involvedObject"] if "involvedObject" in raw else raw.get("regarding")
-        )
-        kind, name = involved["kind"], involved["name"]
-        namespace = involved.get("namespace", "")
-        uid = involved.get("uid", "")
-        api_version = involved.get("apiVersion", "")
-        field_path = involved.get("fieldPath", "")
-        if (
-            type(namespace) is not str_
-            or type(uid) is not str_
-            or type(api_version) is not str_
-            or type(field_path) is not str_
-        ):
-            raise _UNSURE
-        reason = raw.get("reason", "")
-        message = raw["message"] if "message" in raw else raw.get("note")
-        type_ = raw.get("type", "Normal")
-        if (
-            type(reason) is not str_
-            or type(type_) is not str_
-            or (message is not None and type(message) is not str_)
-        ):
-            raise _UNSURE
-        source = raw["source"] if "source" in raw else raw.get("deprecatedSource")
-        if source is None:
-            component = host = ""
-        elif type(source) is dict:
-            component, host = source.get("component", ""), source.get("host", "")
-            if type(component) is not str_ or type(host) is not str_:
-                raise _UNSURE
-        else:
-            raise _UNSURE
-        first_time = _event_time(_either_of(raw, "firstTimestamp", "deprecatedFirstTimestamp"))
-        last_time = _event_time(_either_of(raw, "lastTimestamp", "deprecatedLastTimestamp"))
-        count = raw["count"] if "count" in raw else raw.get("deprecatedCount")
-        if count is not None and type(count) is not int:
-            raise _UNSURE
-        event_time = raw.get("eventTime")
-        if event_time is not None:
-            event_time = _event_time(event_time)
-        series = raw.get("series")
-        series_count = 0
-        series_last: int | None = None
-        if series is not None:
-            if type(series) is not dict:
-                raise _UNSURE
-            series_count = series.get("count")  # type: ignore[assignment]
-            if type(series_count) is not int or series_count < 0:
-                raise _UNSURE
-            series_last = _event_time(series.get("lastObservedTime"))
-        action = raw.get("action")
-        reporting = _either_of(raw, "reportingComponent", "reportingController")
-        reporting_instance = raw.get("reportingInstance")
-        if (
-            (action is not None and type(action) is not str_)
-            or (reporting is not None and type(reporting) is not str_)
-            or (reporting_instance is not None and type(reporting_instance) is not str_)
-        ):
-            raise _UNSURE
+        created = _event_time(meta.creationTimestamp)
+        first_time = _event_time(_given(raw.firstTimestamp, raw.deprecatedFirstTimestamp))
+        last_time = _event_time(_given(raw.lastTimestamp, raw.deprecatedLastTimestamp))
+        event_time = _event_time(raw.eventTime)
+        series_last = None if series is None else _event_time(series.lastObservedTime)
     except _Unsure:
         return None
+    series_count = 0
+    if series is not None:
+        if series.count is UNSET or series.count < 0:
+            return None
+        series_count = series.count
 
-    # From here on, exactly parse_event's rules on the validated fields.
-    if not meta_name and not meta_uid:
-        return None  # rejected: let the slow path word it
+    # From here on, exactly parse_event_strictly's rules on the validated fields.
     first = event_time if event_time is not None else first_time
     if first is None:
         first = last_time
@@ -499,25 +519,31 @@ def _fast_event(raw: dict[str, Any], max_message_bytes: int) -> EventState | Rej
     if series is not None and series_count > 0:
         event_count = series_count
     else:
+        count = _given(raw.count, raw.deprecatedCount)
         event_count = count if count and count > 0 else 1
 
+    source = _given(raw.source, raw.deprecatedSource)
+    component, host = ("", "") if source is None else (source.component, source.host)
+    reporting = _given(raw.reportingComponent, raw.reportingController)
     return EventState(
-        uid=meta_uid or f"{meta_namespace}/{meta_name}",
-        name=meta_name,
-        namespace=_intern(meta_namespace),
-        reason=_intern(reason or "Unknown"),
-        message=_bounded(message or "", max_message_bytes),
-        type=_intern(type_ or "Normal"),
-        involved=_object_ref(kind, name, namespace, uid, api_version),
+        uid=meta.uid or f"{meta.namespace}/{meta.name}",
+        name=meta.name,
+        namespace=_intern(meta.namespace),
+        reason=_intern(raw.reason or "Unknown"),
+        message=_bounded(_given(raw.message, raw.note) or "", max_message_bytes),
+        type=_intern(raw.type or "Normal"),
+        involved=_object_ref(
+            involved.kind, involved.name, involved.namespace, involved.uid, involved.apiVersion
+        ),
         count=event_count,
         first_ns=first,
         last_ns=last_ns,
-        field_path=_intern(field_path),
+        field_path=_intern(involved.fieldPath),
         component=_intern(component or reporting or ""),
-        instance=_intern(reporting_instance or host),
+        instance=_intern(raw.reportingInstance or host),
         host=_intern(host),
-        action=_intern(action or ""),
-        resource_version=meta_version,
+        action=_intern(raw.action or ""),
+        resource_version=meta.resourceVersion,
     )
 
 
