@@ -18,7 +18,9 @@ from aiohttp import web
 
 from eventtrace.metrics import Metrics
 from eventtrace.source import kube, watch
+from eventtrace.source.frames import EventFrames, Frames, JsonFrames
 from eventtrace.source.kube import CORE_EVENTS, KubeApi, load_client
+from eventtrace.source.parse import EventShape
 from eventtrace.source.watch import Watcher
 from support.apiserver import ApiServer, make_event, object_reference, write_kubeconfig
 from support.connect_proxy import ConnectProxy
@@ -106,9 +108,11 @@ async def test_a_netrc_entry_for_the_api_server_is_not_used(
     assert listed["kind"] == "EventList"
 
 
+@pytest.mark.parametrize("frames", [JsonFrames(), EventFrames()], ids=["json", "events"])
 async def test_a_list_asks_for_the_next_page_before_handling_this_one(
-    apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
+    apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch, frames: Frames
 ) -> None:
+    """Pages of events come as dicts or as event shapes (frames.py), page after page."""
     monkeypatch.setattr(watch, "PAGE_SIZE", 2)
     names = some_events(apiserver, 5)
     handled: list[str] = []
@@ -116,18 +120,22 @@ async def test_a_list_asks_for_the_next_page_before_handling_this_one(
     def pages_asked() -> int:
         return len(apiserver.requests.matching(resource="events", verb="list"))
 
-    async def handle(kind: str, event: dict[str, Any]) -> None:
+    async def handle(kind: str, event: Any) -> None:
         if not handled:  # page 2 is on its way while page 1's first event is handled
             await apiserver.requests.wait_for(
                 lambda r: r.verb == "list" and "continue" in r.query, within=5
             )
         assert pages_asked() <= len(handled) // 2 + 2, "no more than one page ahead"
         assert watcher.listing  # what the handler has is not all there is, yet
-        handled.append(event["metadata"]["name"])
+        if isinstance(frames, EventFrames):
+            assert isinstance(event, EventShape)
+            handled.append(event.metadata.name)
+        else:
+            handled.append(event["metadata"]["name"])
 
     api = await connect(apiserver)
     try:
-        watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default")
+        watcher = Watcher(api, CORE_EVENTS, handle, Metrics(), namespace="default", frames=frames)
         running = asyncio.create_task(watcher.run())
         await asyncio.wait_for(watcher.synced.wait(), 10)
         assert not watcher.listing
