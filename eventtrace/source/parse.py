@@ -326,10 +326,12 @@ def _first_error(error: ValidationError) -> str:
 # -- the fast path ------------------------------------------------------------------------
 #
 # Pydantic above is the definition; it costs more than everything else an event goes
-# through. The functions below read the common, well-formed shape directly from the dicts
-# and return exactly what the models would give. Anything they are not sure about (a wrong
-# type, an odd timestamp, a missing field) returns None, and the models decide: so errors
-# and their messages, and every lax conversion pydantic makes, stay the models' own.
+# through. The functions below read the common, well-formed shape and return exactly what
+# the models would give: events from `EventShape`s (msgspec checks the types, from the
+# JSON bytes or from a dict), objects directly from the dicts. Anything they are not sure
+# about (a wrong type, an odd timestamp, a missing field) returns None, and the models
+# decide: so errors and their messages, and every lax conversion pydantic makes, stay the
+# models' own.
 
 
 class _Unsure(Exception):
