@@ -425,7 +425,9 @@ def _named(fields: Any) -> dict[str, Any]:
 class _Shape(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The fast path's view of an input: the fields the models read, typed as the common,
     well-formed input has them, with the models' defaults. A field that is absent stays
-    UNSET where the models tell absent from null (their alias pairs) or require it."""
+    UNSET where the models tell absent from null (their alias pairs) or require it. They
+    mirror the models field for field on purpose: the agreement property in
+    tests/test_parse_paths.py holds the two together."""
 
 
 class _RefShape(_Shape):
