@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/components.py [--events 200000] [--source CHECKOUT]
 
-On the benchmark's generated data (bench/results/data/, made by bench/pipeline.py): parsing
-events and objects, the pure pipeline (`trace_recording`), and encoding the spans for OTLP
-(the SDK's ReadableSpan + encoder where this checkout has no encoder of its own). With
-`--source`, the eventtrace package of another checkout is measured (a git worktree of an
-older commit, say), so optimisations can be compared stage by stage.
+On the benchmark's generated data (bench/results/data/, made by bench/pipeline.py):
+reading events from their watch lines' bytes, parsing events and objects from dicts, the
+pure pipeline (`trace_recording`), and encoding the spans for OTLP (the SDK's ReadableSpan
++ encoder where this checkout has no encoder of its own). With `--source`, the eventtrace
+package of another checkout is measured (a git worktree of an older commit, say), so
+optimisations can be compared stage by stage.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def measure(directory: Path) -> dict[str, Any]:
         objects_raw = [orjson.loads(line) for line in lines]
     results: dict[str, Any] = {"events": len(raws), "objects": len(objects_raw)}
 
+    results["read_event_us"], results["reader"] = _read_events(dataset.events_path)
     started = time.perf_counter()
     states = [parse_event(raw, "bench") for raw in raws]
     results["parse_event_us"] = (time.perf_counter() - started) / len(raws) * 1e6
@@ -82,6 +84,28 @@ def measure(directory: Path) -> dict[str, Any]:
     return results
 
 
+def _read_events(path: Path) -> tuple[float, str]:
+    """A watch line's bytes to a state, as `eventtrace run` reads them (states let go)."""
+    from eventtrace.source import parse
+
+    with path.open("rb") as stream:
+        lines = stream.read().splitlines()
+    try:  # since af099fd: events decoded by msgspec into their shape (source/frames.py)
+        from eventtrace.source.frames import EventFrames
+    except ImportError:  # before: orjson, then the parser's dict fast path
+        import orjson
+
+        started = time.perf_counter()
+        for line in lines:
+            parse.parse_event(orjson.loads(line)["object"], "bench")
+        return (time.perf_counter() - started) / len(lines) * 1e6, "orjson + parse_event"
+    frames = EventFrames()
+    started = time.perf_counter()
+    for line in lines:
+        parse.parse_event_shape(frames.frame(line).object, "bench")
+    return (time.perf_counter() - started) / len(lines) * 1e6, "EventFrames + parse_event_shape"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -107,7 +131,8 @@ def main() -> int:
     results = json.loads(answer.stdout)
     source = args.source or BENCH.parent
     print(f"eventtrace from {source}: {results['events']} events, {results['objects']} objects")
-    print(f"  parse_event          {results['parse_event_us']:6.1f} µs/event")
+    print(f"  read_event           {results['read_event_us']:6.1f} µs/event ({results['reader']})")
+    print(f"  parse_event          {results['parse_event_us']:6.1f} µs/event (from a dict)")
     print(f"  parse_object         {results['parse_object_us']:6.1f} µs/object")
     print(f"  pipeline             {results['pipeline_us_per_event']:6.1f} µs/event")
     print(
