@@ -188,7 +188,7 @@ class KubeApi:
         return orjson.loads(await self.get_bytes(path, query))
 
     async def get_bytes(self, path: str, query: dict[str, str] | None = None) -> bytes:
-        """The body of a successful GET, unread (see frames.py)."""
+        """The body of a successful GET, as bytes: the caller reads it (see frames.py)."""
         response = await self._request(path, query, self._timeout)
         try:
             body = await response.read()
