@@ -204,11 +204,16 @@ async def test_a_watch_delivers_every_frame_whole_however_the_reads_cut_them(
     assert seen[100]["metadata"]["annotations"]["big"] == "x" * 300_000
 
 
-async def serve_raw(chunks: list[bytes], tmp_path: Path) -> tuple[web.AppRunner, KubeApi]:
+async def serve_raw(
+    chunks: list[bytes], tmp_path: Path, *, listing: bytes | None = None
+) -> tuple[web.AppRunner, KubeApi]:
     """A plain-HTTP server whose every request gets `chunks` as a body, one write (and
-    one read at the other end) each; and a client for it through a kubeconfig."""
+    one read at the other end) each (with a `listing`, only watches do: lists get it);
+    and a client for it through a kubeconfig."""
 
     async def body(request: web.Request) -> web.StreamResponse:
+        if listing is not None and "watch" not in request.query:
+            return web.Response(body=listing, content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         for chunk in chunks:
@@ -266,3 +271,39 @@ async def test_a_frame_past_the_size_limit_fails_the_stream_saying_so(
     finally:
         await api.close()
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("frames", [JsonFrames(), EventFrames()], ids=["json", "events"])
+async def test_a_watch_frame_without_an_object_is_counted_logged_and_skipped(
+    tmp_path: Path, frames: Frames, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a watch event as the API defines it: the watch goes on, nothing is lost silently."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    event = make_event("Pulling", "image", object_reference(pod), name="e1")
+    event["metadata"]["resourceVersion"] = "7"
+    stream = [b'{"type": "ADDED", "object": "not an event"}\n', b"[]\n"]
+    stream.append(orjson.dumps({"type": "ADDED", "object": event}) + b"\n")
+    listing = orjson.dumps({"kind": "EventList", "metadata": {"resourceVersion": "5"}, "items": []})
+    runner, api = await serve_raw(stream, tmp_path, listing=listing)
+    seen: list[Any] = []
+    arrived = asyncio.Event()
+
+    async def handle(kind: str, obj: Any) -> None:
+        seen.append(obj)
+        arrived.set()
+
+    metrics = Metrics()
+    watcher = Watcher(api, CORE_EVENTS, handle, metrics, namespace="default", frames=frames)
+    running = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(arrived.wait(), 10)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await api.close()
+        await runner.cleanup()
+    assert len(seen) == 1 and watcher.resource_version == "7"
+    counted = {"reason": "not_an_object"}
+    assert metrics.registry.get_sample_value("eventtrace_invalid_events_total", counted) == 2
+    skipped = [r.getMessage() for r in caplog.records if "without an object" in r.getMessage()]
+    assert len(skipped) == 2 and "not an event" in skipped[0]

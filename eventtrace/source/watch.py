@@ -200,7 +200,9 @@ class Watcher:
                 frame = self.frames.frame(line)
                 if frame.type == "ERROR":
                     raise error_from_status(frame.object)
-                if frame.type != "BOOKMARK" and frame.object is not None:
+                if frame.object is None:  # not a watch event as the API defines it
+                    self._skipped(line)
+                elif frame.type != "BOOKMARK":
                     await self.handler(frame.type, frame.object)
                 if frame.resource_version:
                     self.resource_version = frame.resource_version
@@ -240,6 +242,11 @@ class Watcher:
         self._restarted(reason)
         wait = state.upcoming_sleep
         log.warning("%s: %s; retrying in %.1fs", self.name, _describe(error), wait)
+
+    def _skipped(self, line: bytes) -> None:
+        self.metrics.invalid_events.labels(reason="not_an_object").inc()
+        shown = line[:120].decode("utf-8", "replace")
+        log.warning("%s: a watch frame without an object, skipped: %s", self.name, shown)
 
     def _restarted(self, reason: str) -> None:
         self.metrics.watch_restarts.labels(resource=self.resource.label, reason=reason).inc()
