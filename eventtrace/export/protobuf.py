@@ -145,7 +145,7 @@ class SpanEncoder:
             fromhex(span.span_id),
             b"\x22\x08" + fromhex(span.parent_id) if span.parent_id else b"",
             b"\x2a",
-            _SMALL_VARINTS[len(name)] if len(name) < 0x80 else _varint(len(name)),
+            _varint(len(name)),
             name,
             _SPAN_KIND_INTERNAL,
             b"\x39",
