@@ -45,12 +45,7 @@ from eventtrace.source.kube import (
     Resource,
     load_client,
 )
-from eventtrace.source.parse import (
-    EventShape,
-    message_was_truncated,
-    parse_event,
-    parse_event_shape,
-)
+from eventtrace.source.parse import EventShape, message_was_truncated, parse_event
 from eventtrace.source.resolve import Resolver
 from eventtrace.source.watch import Watcher
 
@@ -286,11 +281,7 @@ class LiveService:
         CPU's cache and only the small state waits."""
         if kind == "DELETED":
             return  # an event expiring (TTL) is no occurrence
-        limit = self.settings.max_message_bytes
-        if isinstance(raw, EventShape):
-            state = parse_event_shape(raw, "watch", max_message_bytes=limit)
-        else:
-            state = parse_event(raw, "watch", max_message_bytes=limit)
+        state = parse_event(raw, "watch", max_message_bytes=self.settings.max_message_bytes)
         if isinstance(state, Rejected):
             log.warning("%s", state)
             self.metrics.invalid_events.labels(reason=state.category).inc()

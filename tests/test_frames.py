@@ -14,15 +14,9 @@ from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 import eventtrace
 from eventtrace.model import Rejected
 from eventtrace.source.frames import EventFrames, JsonFrames
-from eventtrace.source.parse import EventShape, parse_event, parse_event_shape
+from eventtrace.source.parse import EventShape, parse_event
 
 DEMO = Path(eventtrace.__file__).parent / "demo"
-
-
-def state_of(obj: Any) -> Any:
-    if isinstance(obj, EventShape):
-        return parse_event_shape(obj, "t")
-    return parse_event(obj, "t")
 
 
 def demo_lines() -> list[bytes]:
@@ -43,9 +37,9 @@ def test_recorded_frames_read_as_shapes_give_the_states_plain_json_gives() -> No
         assert isinstance(typed.object, EventShape), line  # the fast way was taken
         assert (typed.type, typed.resource_version) == (plain.type, plain.resource_version)
         assert typed.resource_version
-        state = state_of(typed.object)
+        state = parse_event(typed.object, "t")
         assert not isinstance(state, Rejected)
-        assert state == state_of(plain.object)
+        assert state == parse_event(plain.object, "t")
 
 
 def test_error_and_bookmark_frames_are_read_as_plain_json() -> None:
@@ -65,12 +59,12 @@ def test_an_event_of_another_shape_is_judged_by_the_models_as_before() -> None:
     frame = EventFrames().frame(orjson.dumps({"type": "ADDED", "object": odd}))
     assert isinstance(frame.object, dict)
     assert frame.resource_version == "12"
-    state = state_of(frame.object)
+    state = parse_event(frame.object, "t")
     assert not isinstance(state, Rejected) and state.count == 3
     unusable = copy.deepcopy(EVENTS_V1)
     del unusable["regarding"]["name"]
     frame = EventFrames().frame(orjson.dumps({"type": "ADDED", "object": unusable}))
-    rejected = state_of(frame.object)
+    rejected = parse_event(frame.object, "t")
     assert isinstance(rejected, Rejected) and rejected.category == "schema"
     assert "regarding.name is missing" in str(rejected)  # the models' words, not msgspec's
 
@@ -84,7 +78,9 @@ def test_a_page_reads_its_items_continue_token_and_version() -> None:
     assert all(isinstance(item, EventShape) for item in typed.items)
     assert (typed.continue_token, typed.resource_version) == ("next-1", "900")
     assert (plain.continue_token, plain.resource_version) == ("next-1", "900")
-    assert [state_of(item) for item in typed.items] == [state_of(item) for item in plain.items]
+    assert [parse_event(item, "t") for item in typed.items] == [
+        parse_event(item, "t") for item in plain.items
+    ]
     last = EventFrames().page(orjson.dumps({"metadata": {"resourceVersion": "901"}, "items": []}))
     assert (last.items, last.continue_token, last.resource_version) == ([], "", "901")
 
@@ -96,7 +92,7 @@ def test_a_page_with_one_odd_item_is_read_as_plain_json_whole() -> None:
     page = EventFrames().page(body)
     assert [type(item) for item in page.items] == [dict, dict]
     assert page.resource_version == "5"
-    states = [state_of(item) for item in page.items]
+    states = [parse_event(item, "t") for item in page.items]
     assert states == [parse_event(EVENTS_V1, "t"), parse_event(odd, "t")]
     assert not isinstance(states[1], Rejected) and states[1].count == 2  # pydantic's reading
 

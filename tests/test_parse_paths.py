@@ -20,7 +20,6 @@ from eventtrace.source.parse import (
     _fast_event,
     _fast_object,
     parse_event,
-    parse_event_shape,
     parse_event_strictly,
     parse_object_strictly,
 )
@@ -94,13 +93,13 @@ def same(fast: Any, strict: Any) -> bool:
 @given(mutated(base_events(), PATHS), st.sampled_from([64, 4096]))
 def test_the_fast_event_path_agrees_with_pydantic(raw: dict[str, Any], limit: int) -> None:
     strict = parse_event_strictly(copy.deepcopy(raw), "t", max_message_bytes=limit)
-    # From a dict (files, tests) and from JSON bytes (a watch frame, a list item).
+    # From a dict (files, tests) and from JSON bytes read into the shape (a watch frame).
     assert same(parse_event(copy.deepcopy(raw), "t", max_message_bytes=limit), strict)
     try:
         shape = msgspec.json.decode(orjson.dumps(raw), type=EventShape)
     except msgspec.ValidationError:
         return  # the watch reads such a frame as a dict: parse_event, above
-    from_shape = parse_event_shape(shape, "t", max_message_bytes=limit)
+    from_shape = parse_event(shape, "t", max_message_bytes=limit)
     assert same(from_shape, strict), (shape, strict)
     if isinstance(strict, Rejected):  # in the models' own words, as from the input itself
         assert str(from_shape) == str(strict)

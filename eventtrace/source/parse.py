@@ -124,32 +124,26 @@ def to_ns(moment: datetime) -> int:
 
 
 def parse_event(raw: Any, where: str, *, max_message_bytes: int = 4096) -> EventState | Rejected:
-    """One Event (either API) as the model, or why it cannot be used."""
-    if not isinstance(raw, dict):
+    """One Event (either API) as the model, or why it cannot be used: from a dict, or from
+    its shape when it was read straight from JSON (a watch frame, a list item: frames.py)."""
+    if isinstance(raw, EventShape):
+        shape = raw
+    elif isinstance(raw, dict):
+        try:
+            shape = msgspec.convert(raw, EventShape)
+        except msgspec.ValidationError:
+            return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
+    else:
         return Rejected(
             where, f"expected an Event object, got {type(raw).__name__}", "not_an_object"
         )
-    try:
-        shape = msgspec.convert(raw, EventShape)
-    except msgspec.ValidationError:
-        return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
     fast = _fast_event(shape, max_message_bytes)
     if fast is not None:
         return fast
-    return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
-
-
-def parse_event_shape(
-    shape: EventShape, where: str, *, max_message_bytes: int = 4096
-) -> EventState | Rejected:
-    """An event read straight from JSON into its shape (a watch frame, a list page's item:
-    see frames.py) as the model, or why it cannot be used."""
-    fast = _fast_event(shape, max_message_bytes)
-    if fast is not None:
-        return fast
-    # What the models must judge: the shape holds every field they read, as it came
-    # (fields absent stay absent), so they see what they would have seen in the input.
-    raw = msgspec.to_builtins(shape)
+    if shape is raw:
+        # What the models must judge: the shape holds every field they read, as it came
+        # (fields absent stay absent), so they see what they would have seen in the input.
+        raw = msgspec.to_builtins(shape)
     return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
 
 
