@@ -14,7 +14,7 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -57,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     _tune_gc()
     try:
-        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-            return runner.run(_dispatch(args, settings))
+        return asyncio.run(_dispatch(args, settings))
     except InputFileError as error:
         print(f"eventtrace: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -83,19 +82,6 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     output = settings.output or "console"
     paths = args.files if args.command == "replay" else demo_paths()
     return await replay(paths, settings, metrics, output)
-
-
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop unless asyncio's is asked for or uvloop is not installed. It is
-    the same asyncio API with sockets, TLS and callbacks in C: the benchmark's `run` used
-    7-8 % fewer CPU-seconds (bench/RESULTS.md, ninth round). None: asyncio's own loop."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:  # asked for by name, it was checked with the settings
-        return None
-    return uvloop.new_event_loop
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -226,11 +226,10 @@ class LiveService:
             output, self.settings, self.metrics, shutdown_timeout=SHUTDOWN_FLUSH_SECONDS
         )
         log.info(
-            "watching %s; spans to %s; metrics on http://%s/metrics (event loop: %s)",
+            "watching %s; spans to %s; metrics on http://%s/metrics",
             self.description,
             output,
             self.settings.metrics_addr,
-            type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
         async with sink:
             try:

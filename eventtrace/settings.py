@@ -6,7 +6,6 @@ variables, read by the OpenTelemetry exporters themselves (see `export/otlp.py`)
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -56,7 +55,6 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Names = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 Output = Literal["otlp", "console", "jsonl"]
 Protocol = Literal["grpc", "http/protobuf"]
-EventLoop = Literal["auto", "uvloop", "asyncio"]
 
 
 class Settings(BaseSettings):
@@ -102,7 +100,6 @@ class Settings(BaseSettings):
     metrics_addr: str = "127.0.0.1:8080"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_message_bytes: int = Field(4096, ge=64)
-    event_loop: EventLoop = "auto"  # auto: uvloop where it is installed, else asyncio's
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -115,13 +112,6 @@ class Settings(BaseSettings):
         _, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or :8080)")
-        return value
-
-    @field_validator("event_loop")
-    @classmethod
-    def _installed(cls, value: str) -> str:
-        if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
-            raise ValueError("uvloop is not installed (it has no Windows build): use asyncio")
         return value
 
     @property

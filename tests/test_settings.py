@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from test_replay_cli import eventtrace
 
-from eventtrace.cli import loop_factory
 from eventtrace.settings import SettingsError, load_settings
 
 
@@ -71,24 +69,6 @@ def test_bad_values_name_the_setting(flags, env, message, monkeypatch: pytest.Mo
     with pytest.raises(SettingsError) as caught:
         load_settings(flags)
     assert str(caught.value).startswith(message)
-
-
-def test_the_event_loop_is_uvloop_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvloop
-
-    assert load_settings().event_loop == "auto"
-    assert loop_factory("auto") is uvloop.new_event_loop
-    assert loop_factory("uvloop") is uvloop.new_event_loop
-    assert loop_factory("asyncio") is None  # asyncio's own
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed, as on Windows
-    assert loop_factory("auto") is None
-    monkeypatch.setenv("EVENTTRACE_EVENT_LOOP", "uvloop")
-    with pytest.raises(SettingsError) as caught:
-        load_settings()
-    assert str(caught.value) == (
-        "setting event_loop (EVENTTRACE_EVENT_LOOP): uvloop is not installed "
-        "(it has no Windows build): use asyncio"
-    )
 
 
 def test_unknown_key_and_broken_yaml_in_the_config_file(tmp_path: Path) -> None:
