@@ -100,12 +100,10 @@ def _tune_gc() -> None:
     """eventtrace keeps hundreds of thousands of objects for hours (the object cache, event
     counts, open traces) and makes few reference cycles. Python's default thresholds walk
     all of them every few hundred thousand allocations: a quarter of the CPU under load.
-    What startup made is never garbage (freeze it); collect the young generation only
-    every million allocations, so what lives for a moment (a state in the reorder window,
-    a span waiting for export) is gone before it is walked: at 100 000 the walks took 3-5 %
-    of a burst's CPU, and peak memory is the same. `run` collects fully at housekeeping."""
+    What startup made is never garbage (freeze it); collect the old generation rarely
+    (`run` also collects at its housekeeping)."""
     gc.freeze()
-    gc.set_threshold(1_000_000, 10, 100)
+    gc.set_threshold(100_000, 10, 100)
 
 
 def _configure_logging(level: str) -> None:
