@@ -94,20 +94,38 @@ def _env(stage: Stage) -> dict[str, str]:
 _PIP = re.compile(r"(?i)(^|[/(])pip3?(\.\d+)?\)?$")  # pip, pip3.11, .venv/bin/pip, $(PIP)
 
 
-def _pip_installs(text: str) -> list[list[str]]:
-    """The arguments of every `pip install` (also `python -m pip install`) in shell text."""
+def _pip_commands(text: str, verb: str) -> list[list[str]]:
+    """Every `pip <verb>` command (also `python -m pip <verb>`) in shell text, whole: env
+    assignments before the pip kept (`EVENTTRACE_COMPILE=1 /opt/build/bin/pip wheel ...`)."""
     found = []
     for command in re.split(r"&&|\|\||;|\n", text):
-        if "install" not in command:
+        if verb not in command:
             continue
         try:
             words = shlex.split(command, comments=True)
-        except ValueError:  # an unbalanced quote elsewhere on a Makefile line
+        except ValueError:  # an unbalanced quote elsewhere on the line (`python -c "...; ..."`)
             words = command.split()
-        for i in range(1, len(words)):
-            if words[i] == "install" and _PIP.search(words[i - 1]):
-                found.append(words[i + 1 :])
+        if _verb_at(words, verb) is not None:
+            found.append(words)
     return found
+
+
+def _verb_at(words: list[str], verb: str) -> int | None:
+    """Where `verb` follows a pip in a command's words, if it does."""
+    for i in range(1, len(words)):
+        if words[i] == verb and _PIP.search(words[i - 1]):
+            return i
+    return None
+
+
+def _pip_installs(text: str) -> list[list[str]]:
+    """The arguments of every `pip install` in shell text."""
+    installs = []
+    for words in _pip_commands(text, "install"):
+        at = _verb_at(words, "install")
+        assert at is not None
+        installs.append(words[at + 1 :])
+    return installs
 
 
 _OPTIONS_WITH_VALUE = {
@@ -160,20 +178,6 @@ def test_dockerfile_is_multi_stage_and_pinned(stages: list[Stage]) -> None:
         assert PINNED_PYTHON.match(stage.image), f"FROM {stage.image}: pin an exact version"
     # One base for both: the venv copied from the builder points at its python.
     assert len({s.image for s in stages}) == 1
-
-
-def _pip_commands(text: str, verb: str) -> list[list[str]]:
-    """Every `pip <verb>` command in shell text, whole: env assignments before the pip
-    kept (`EVENTTRACE_COMPILE=1 /opt/build/bin/pip wheel ...`)."""
-    found = []
-    for command in re.split(r"&&|\|\||;|\n", text):
-        try:
-            words = shlex.split(command, comments=True)
-        except ValueError:  # a quoted `;` split apart (`python -c "...; ..."`)
-            words = command.split()
-        if any(words[i] == verb and _PIP.search(words[i - 1]) for i in range(1, len(words))):
-            found.append(words)
-    return found
 
 
 def test_builder_compiles_the_repo_and_installs_that_wheel(stages: list[Stage]) -> None:

@@ -17,8 +17,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Callable
-from types import ModuleType
 
 _DEFERRED = ("kubernetes_asyncio", "kubernetes_asyncio.client", "kubernetes_asyncio.client.models")
 
@@ -44,8 +42,7 @@ def _defer(name: str) -> None:
         except KeyError:
             raise AttributeError(f"module {name!r} has no attribute {attribute!r}") from None
 
-    getter: Callable[[str], object] = complete
-    module.__dict__["__getattr__"] = getter
+    module.__dict__["__getattr__"] = complete
     sys.modules[name] = module
     if parent:
         sys.modules[parent].__dict__[child] = module
@@ -62,7 +59,7 @@ def _import_lean() -> None:
         api_client = importlib.import_module("kubernetes_asyncio.client.api_client")
         # What the config loaders take from the package (`from kubernetes_asyncio.client
         # import ApiClient, Configuration`): the same classes its __init__ would bind.
-        client: ModuleType = sys.modules["kubernetes_asyncio.client"]
+        client = sys.modules["kubernetes_asyncio.client"]
         client.__dict__["ApiClient"] = api_client.ApiClient
         client.__dict__["Configuration"] = configuration.Configuration
         importlib.import_module("kubernetes_asyncio.config")
