@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 from eventtrace import ids
 from eventtrace.model import (
@@ -49,11 +48,14 @@ class TraceRules:
     trace_max_ns: int
 
 
-class _EventNote(NamedTuple):
+# Not frozen, and each with its own __init__: see model.py's docstring.
+
+
+@dataclass(slots=True)
+class _EventNote:
     """The first occurrence of one event in an episode: a candidate cause. Only what the
-    cause rules read, not the whole EventState: episodes keep these until they close (a
-    tuple of strings and ints, which the garbage collector stops tracking; the span id is
-    worked out again from uid and count when needed rather than kept)."""
+    cause rules read, not the whole EventState: episodes keep these until they close (the
+    span id is worked out again from uid and count when needed rather than kept)."""
 
     start_ns: int
     name: str
@@ -62,6 +64,24 @@ class _EventNote(NamedTuple):
     instance: str
     uid: str
     event_count: int
+
+    def __init__(
+        self,
+        start_ns: int,
+        name: str,
+        message: str,
+        component: str,
+        instance: str,
+        uid: str,
+        event_count: int,
+    ) -> None:
+        self.start_ns = start_ns
+        self.name = name
+        self.message = message
+        self.component = component
+        self.instance = instance
+        self.uid = uid
+        self.event_count = event_count
 
     @property
     def span_id(self) -> str:
@@ -75,7 +95,17 @@ class _ObjectEntry:
     span_id: str  # its object span's id in this episode
     start_ns: int  # its own occurrences; the subtree extent is computed at close
     end_ns: int
-    events: dict[str, _EventNote] = field(default_factory=dict)  # by event uid
+    events: dict[str, _EventNote]  # by event uid
+
+    def __init__(
+        self, link: Link, owner: str | None, span_id: str, start_ns: int, end_ns: int
+    ) -> None:
+        self.link = link
+        self.owner = owner
+        self.span_id = span_id
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.events = {}
 
 
 @dataclass(slots=True)
@@ -86,8 +116,27 @@ class Episode:
     last_ns: int  # latest occurrence time in it
     opened_at: int  # "now" when it opened, and when it last took an occurrence
     touched_at: int
-    objects: dict[str, _ObjectEntry] = field(default_factory=dict)
-    number: int = 0  # in the order episodes were opened: the order they close in
+    objects: dict[str, _ObjectEntry]
+    number: int  # in the order episodes were opened: the order they close in
+
+    def __init__(
+        self,
+        root: Link,
+        trace_id: str,
+        start_ns: int,
+        last_ns: int,
+        opened_at: int,
+        touched_at: int,
+        number: int = 0,
+    ) -> None:
+        self.root = root
+        self.trace_id = trace_id
+        self.start_ns = start_ns
+        self.last_ns = last_ns
+        self.opened_at = opened_at
+        self.touched_at = touched_at
+        self.objects = {}
+        self.number = number
 
     def accepts(self, time_ns: int, rules: TraceRules) -> bool:
         if time_ns < self.start_ns:

@@ -7,20 +7,26 @@ The live resolver fills the index; replay fills it from object dumps.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from eventtrace.model import EventState, KubeObject, ObjectRef
 
 
-class Link(NamedTuple):
+@dataclass(slots=True)  # not frozen, and its own __init__: see model.py's docstring
+class Link:
     """One object on a chain. `identity` keys its span: the real uid where the object is
     known, else kind/namespace/name (kubelet's Node events carry the name as uid).
-    A tuple: made afresh for every link of every chain (twice an event), which a tuple
-    does fastest; keeping them instead cost 60 bytes an object on a chain."""
+    Made afresh for every link of every chain (twice an event): keeping them instead cost
+    60 bytes an object on a chain."""
 
     identity: str
     ref: ObjectRef
     known: KubeObject | None
+
+    def __init__(self, identity: str, ref: ObjectRef, known: KubeObject | None) -> None:
+        self.identity = identity
+        self.ref = ref
+        self.known = known
 
 
 Chain = tuple[Link, ...]  # the involved object first, the root last
