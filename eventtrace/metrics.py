@@ -88,7 +88,7 @@ class Metrics:
         )
         self.export_lag = Histogram(
             "eventtrace_export_lag_seconds",
-            "From an event's occurrence time to the export of its span.",
+            "Per exported batch: from the occurrence time of its oldest span to its export.",
             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=r,
         )

@@ -582,9 +582,12 @@ class OtlpSink:
         by_kind = Counter(span.kind.value for span in batch)
         for kind, count in by_kind.items():
             self._metrics.spans_exported.labels(kind=kind).inc(count)
-        now = time.time_ns()
-        for span in batch:
-            self._metrics.export_lag.observe(max(0, now - span.end_ns) / 1e9)
+        # One observation a batch, its oldest span's age. One a span cost ~7 % of
+        # `eventtrace run`'s CPU (the histogram takes a lock and walks its buckets in
+        # Python); how far behind export is, a batch says as well as each of its spans.
+        if batch:
+            oldest = min(map(_end_ns, batch))
+            self._metrics.export_lag.observe(max(0, time.time_ns() - oldest) / 1e9)
         if self._dropped_in_burst and len(self._queue) < self._capacity * BURST_END_FRACTION:
             log.warning(
                 "OTLP export caught up: %d spans were dropped while the queue was full",
@@ -595,6 +598,10 @@ class OtlpSink:
     def _update_gauge(self) -> None:
         waiting = len(self._queue) + sum(len(d.spans) for d in self._deliveries)
         self._metrics.export_queue.set(waiting)
+
+
+def _end_ns(span: Span) -> int:
+    return span.end_ns
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
