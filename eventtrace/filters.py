@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from eventtrace.model import EventState
 from eventtrace.settings import Settings
@@ -18,6 +19,19 @@ class EventFilter:
     exclude_kinds: frozenset[str] = frozenset()
     include_namespaces: frozenset[str] = frozenset()
     exclude_namespaces: frozenset[str] = frozenset()
+    # Only the dimensions something is set for: unfiltered (the default), an event is
+    # kept without a look at it.
+    _in_use: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks: tuple[_Check, ...] = (
+            ("type", _type, self.include_types, self.exclude_types),
+            ("reason", _reason, self.include_reasons, self.exclude_reasons),
+            ("kind", _kind, self.include_kinds, self.exclude_kinds),
+            ("namespace", _namespace, self.include_namespaces, self.exclude_namespaces),
+        )
+        in_use = tuple(check for check in checks if check[2] or check[3])
+        object.__setattr__(self, "_in_use", in_use)  # frozen
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventFilter:
@@ -34,15 +48,30 @@ class EventFilter:
 
     def rejects(self, event: EventState) -> str | None:
         """The name of the filter that leaves this event out, or None to keep it."""
-        checks = (
-            ("type", event.type, self.include_types, self.exclude_types),
-            ("reason", event.reason, self.include_reasons, self.exclude_reasons),
-            ("kind", event.involved.kind, self.include_kinds, self.exclude_kinds),
-            ("namespace", event.namespace, self.include_namespaces, self.exclude_namespaces),
-        )
-        for name, value, include, exclude in checks:
+        for name, value_of, include, exclude in self._in_use:
+            value = value_of(event)
             if value in exclude:
                 return f"exclude_{name}"
             if include and value not in include:
                 return f"include_{name}"
         return None
+
+
+# (filter name, the event's value for it, include, exclude)
+_Check = tuple[str, Callable[[EventState], str], frozenset[str], frozenset[str]]
+
+
+def _type(event: EventState) -> str:
+    return event.type
+
+
+def _reason(event: EventState) -> str:
+    return event.reason
+
+
+def _kind(event: EventState) -> str:
+    return event.involved.kind
+
+
+def _namespace(event: EventState) -> str:
+    return event.namespace
