@@ -41,6 +41,9 @@ COMPILED_TESTS = [
     "tests/test_reorder.py",
     "tests/test_encoding.py",
     "tests/test_replay_cli.py",
+    "tests/test_parse.py",
+    "tests/test_parse_paths.py",
+    "tests/test_frames.py",
 ]
 
 _NOT_SOURCES = shutil.ignore_patterns("__pycache__", "*.so", "*.pyc")

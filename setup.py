@@ -18,7 +18,8 @@ import os
 
 from setuptools import setup
 
-# The functional core (no I/O) and the OTLP encoder: where a run spends its Python.
+# The functional core (no I/O), the OTLP encoder and the parser's fast path: where a run
+# spends its Python.
 COMPILED = [
     "eventtrace/model.py",
     "eventtrace/ids.py",
@@ -27,6 +28,7 @@ COMPILED = [
     "eventtrace/assemble.py",
     "eventtrace/pipeline.py",
     "eventtrace/export/protobuf.py",
+    "eventtrace/source/fast_path.py",
 ]
 
 _YES, _NO = {"1", "true", "yes"}, {"", "0", "false", "no"}

@@ -45,8 +45,9 @@ from eventtrace.source.kube import (
     Resource,
     load_client,
 )
-from eventtrace.source.parse import EventShape, message_was_truncated, parse_event
+from eventtrace.source.parse import message_was_truncated, parse_event
 from eventtrace.source.resolve import Resolver
+from eventtrace.source.shapes import EventShape
 from eventtrace.source.watch import Watcher
 
 log = logging.getLogger("eventtrace.run")

@@ -14,7 +14,8 @@ from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 import eventtrace
 from eventtrace.model import Rejected
 from eventtrace.source.frames import EventFrames, JsonFrames
-from eventtrace.source.parse import EventShape, parse_event
+from eventtrace.source.parse import parse_event
+from eventtrace.source.shapes import EventShape
 
 DEMO = Path(eventtrace.__file__).parent / "demo"
 

@@ -20,7 +20,7 @@ from eventtrace.metrics import Metrics
 from eventtrace.source import kube, watch
 from eventtrace.source.frames import EventFrames, Frames, JsonFrames
 from eventtrace.source.kube import CORE_EVENTS, KubeApi, load_client
-from eventtrace.source.parse import EventShape
+from eventtrace.source.shapes import EventShape
 from eventtrace.source.watch import Watcher
 from support.apiserver import ApiServer, make_event, object_reference, write_kubeconfig
 from support.connect_proxy import ConnectProxy

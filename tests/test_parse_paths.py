@@ -15,14 +15,9 @@ from hypothesis import strategies as st
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
 from eventtrace.model import Rejected
-from eventtrace.source.parse import (
-    EventShape,
-    _fast_event,
-    _fast_object,
-    parse_event,
-    parse_event_strictly,
-    parse_object_strictly,
-)
+from eventtrace.source.fast_path import fast_event, fast_object
+from eventtrace.source.parse import parse_event, parse_event_strictly, parse_object_strictly
+from eventtrace.source.shapes import EventShape
 from helpers import core_event, kube_object, ref
 
 TIMES = [
@@ -103,7 +98,7 @@ def test_the_fast_event_path_agrees_with_pydantic(raw: dict[str, Any], limit: in
     assert same(from_shape, strict), (shape, strict)
     if isinstance(strict, Rejected):  # in the models' own words, as from the input itself
         assert str(from_shape) == str(strict)
-    fast = _fast_event(shape, limit)
+    fast = fast_event(shape, limit)
     if fast is not None:
         assert same(fast, strict), (fast, strict)
 
@@ -113,7 +108,7 @@ def test_the_fast_event_path_takes_the_common_shapes() -> None:
     hold for a fast path that always deferred)."""
     for raw in base_events():
         shape = msgspec.convert(raw, EventShape)
-        fast = _fast_event(shape, 4096)
+        fast = fast_event(shape, 4096)
         assert fast is not None, raw
         assert fast == parse_event_strictly(raw, "t")
 
@@ -148,7 +143,7 @@ OBJECT_PATHS = [
 @settings(max_examples=2000, deadline=None)
 @given(mutated(base_objects(), OBJECT_PATHS))
 def test_the_fast_object_path_agrees_with_pydantic(raw: dict[str, Any]) -> None:
-    fast = _fast_object(copy.deepcopy(raw))
+    fast = fast_object(copy.deepcopy(raw))
     if fast is not None:
         strict = parse_object_strictly(copy.deepcopy(raw), "t")
         assert same(fast, strict), (fast, strict)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import msgspec
 import orjson
 
-from eventtrace.source.parse import EventShape
+from eventtrace.source.shapes import EventShape
 
 
 @dataclass(slots=True)
