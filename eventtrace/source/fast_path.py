@@ -59,6 +59,9 @@ _intern = sys.intern
 # RFC 3339 text → nanoseconds, for the timestamps seen lately (many events share a second).
 _TIMES: dict[str, int] = {}
 _TIMES_LIMIT = 10_000
+# `YYYY-MM-DDTHH:MM:SS` → seconds since the epoch: an events.k8s.io eventTime has
+# microseconds and is seldom seen twice, but the second it falls in is.
+_SECONDS: dict[str, int] = {}
 
 
 def _time_ns(text: str) -> int:
@@ -69,20 +72,37 @@ def _time_ns(text: str) -> int:
         return found
     size = len(text)
     if not (
-        20 <= size <= 27
-        and text[-1] == "Z"
-        and text[4] == "-"
+        20 <= size <= 27 and text[-1] == "Z" and (size == 20 or (text[19] == "." and size > 21))
+    ):
+        raise _UNSURE
+    whole = text[:19]
+    seconds = _SECONDS.get(whole)
+    if seconds is None:
+        seconds = _seconds(whole)
+    fraction = text[20:-1]
+    if fraction and not (fraction.isascii() and fraction.isdigit()):
+        raise _UNSURE
+    micros = int(fraction.ljust(6, "0")) if fraction else 0
+    value = seconds * 1_000_000_000 + micros * 1_000
+    if len(_TIMES) >= _TIMES_LIMIT:
+        _TIMES.clear()
+    _TIMES[text] = value
+    return value
+
+
+def _seconds(text: str) -> int:
+    """`YYYY-MM-DDTHH:MM:SS` as seconds since the epoch, remembered."""
+    if not (
+        text[4] == "-"
         and text[7] == "-"
         and text[10] == "T"
         and text[13] == ":"
         and text[16] == ":"
-        and (size == 20 or (text[19] == "." and size > 21))
         and text.isascii()
     ):
         raise _UNSURE
     digits = text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]
-    fraction = text[20:-1]
-    if not digits.isdigit() or (fraction and not fraction.isdigit()):
+    if not digits.isdigit():
         raise _UNSURE
     hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
     if hour > 23 or minute > 59 or second > 59:
@@ -91,13 +111,11 @@ def _time_ns(text: str) -> int:
         day = date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal()
     except ValueError:
         raise _UNSURE from None
-    micros = int(fraction.ljust(6, "0")) if fraction else 0
     seconds = (day - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
-    value = seconds * 1_000_000_000 + micros * 1_000
-    if len(_TIMES) >= _TIMES_LIMIT:
-        _TIMES.clear()
-    _TIMES[text] = value
-    return value
+    if len(_SECONDS) >= _TIMES_LIMIT:
+        _SECONDS.clear()
+    _SECONDS[text] = seconds
+    return seconds
 
 
 def _opt_time(value: Any) -> int | None:
