@@ -48,9 +48,8 @@ class TraceRules:
     trace_max_ns: int
 
 
-# Not frozen, and each with its own __init__: see model.py's docstring.
-
-
+# These three are not frozen and write their own __init__, as model.py's per-event classes
+# do (its docstring says why): episodes make them for every occurrence and object.
 @dataclass(slots=True)
 class _EventNote:
     """The first occurrence of one event in an episode: a candidate cause. Only what the

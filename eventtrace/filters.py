@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from eventtrace.model import EventState
 from eventtrace.settings import Settings
@@ -25,10 +26,15 @@ class EventFilter:
 
     def __post_init__(self) -> None:
         checks: tuple[_Check, ...] = (
-            ("type", _type, self.include_types, self.exclude_types),
-            ("reason", _reason, self.include_reasons, self.exclude_reasons),
-            ("kind", _kind, self.include_kinds, self.exclude_kinds),
-            ("namespace", _namespace, self.include_namespaces, self.exclude_namespaces),
+            ("type", attrgetter("type"), self.include_types, self.exclude_types),
+            ("reason", attrgetter("reason"), self.include_reasons, self.exclude_reasons),
+            ("kind", attrgetter("involved.kind"), self.include_kinds, self.exclude_kinds),
+            (
+                "namespace",
+                attrgetter("namespace"),
+                self.include_namespaces,
+                self.exclude_namespaces,
+            ),
         )
         in_use = tuple(check for check in checks if check[2] or check[3])
         object.__setattr__(self, "_in_use", in_use)  # frozen
@@ -59,19 +65,3 @@ class EventFilter:
 
 # (filter name, the event's value for it, include, exclude)
 _Check = tuple[str, Callable[[EventState], str], frozenset[str], frozenset[str]]
-
-
-def _type(event: EventState) -> str:
-    return event.type
-
-
-def _reason(event: EventState) -> str:
-    return event.reason
-
-
-def _kind(event: EventState) -> str:
-    return event.involved.kind
-
-
-def _namespace(event: EventState) -> str:
-    return event.namespace

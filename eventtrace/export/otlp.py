@@ -582,8 +582,8 @@ class OtlpSink:
         by_kind = Counter(span.kind.value for span in batch)
         for kind, count in by_kind.items():
             self._metrics.spans_exported.labels(kind=kind).inc(count)
-        # One observation a batch, its oldest span's age. One a span cost ~7 % of
-        # `eventtrace run`'s CPU (the histogram takes a lock and walks its buckets in
+        # One observation a batch, its oldest span's age. One a span cost ~7 % of the
+        # instructions an event takes (the histogram takes a lock and walks its buckets in
         # Python); how far behind export is, a batch says as well as each of its spans.
         if batch:
             oldest = min(map(_end_ns, batch))
