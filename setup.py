@@ -1,4 +1,5 @@
-"""The build's one optional step: the pure core compiled to C with mypyc.
+"""The build's one optional step: the pure core, the OTLP encoder and the parser's fast path
+compiled to C with mypyc.
 
 Metadata lives in pyproject.toml; this file only adds extension modules, and only when
 asked: `EVENTTRACE_COMPILE=1` with mypy (which ships mypyc) and a C compiler in the
