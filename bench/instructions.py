@@ -4,7 +4,7 @@
                                            [--source CHECKOUT]
 
 A figure this machine's slow spells do not move (the same run counts the same within
-~0.3 %), for telling apart two versions of the code where events/s cannot tell a few per
+~1 %), for telling apart two versions of the code where events/s cannot tell a few per
 cent from noise. It runs path 4 of pipeline.py as it is (the test API server, the OTLP
 receiver, `eventtrace run` between them over real HTTPS and gRPC) with `eventtrace run`
 under callgrind, ~50 times slower: 20 000 events take about a minute a path. The count is
