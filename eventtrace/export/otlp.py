@@ -586,7 +586,7 @@ class OtlpSink:
         # instructions an event takes (the histogram takes a lock and walks its buckets in
         # Python); how far behind export is, a batch says as well as each of its spans.
         if batch:
-            oldest = min(map(_end_ns, batch))
+            oldest = min(span.end_ns for span in batch)
             self._metrics.export_lag.observe(max(0, time.time_ns() - oldest) / 1e9)
         if self._dropped_in_burst and len(self._queue) < self._capacity * BURST_END_FRACTION:
             log.warning(
@@ -598,10 +598,6 @@ class OtlpSink:
     def _update_gauge(self) -> None:
         waiting = len(self._queue) + sum(len(d.spans) for d in self._deliveries)
         self._metrics.export_queue.set(waiting)
-
-
-def _end_ns(span: Span) -> int:
-    return span.end_ns
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
