@@ -31,8 +31,8 @@ import generate  # noqa: E402  (bench/ is not a package)
 def measure(directory: Path) -> dict[str, Any]:
     import orjson
 
-    from eventtrace.assemble import TraceRules
-    from eventtrace.pipeline import trace_recording
+    from eventtrace.core.assemble import TraceRules
+    from eventtrace.core.pipeline import trace_recording
     from eventtrace.source.parse import parse_event, parse_object
 
     dataset = generate.load(directory)

@@ -25,13 +25,11 @@ from tenacity import (
     wait_random,
 )
 
+from eventtrace.core.model import EventState, Rejected
+from eventtrace.core.pipeline import Pipeline
 from eventtrace.export import SpanSink, burst_piece, open_sink
-from eventtrace.filters import EventFilter
 from eventtrace.health import HealthServer
 from eventtrace.metrics import Metrics
-from eventtrace.model import EventState, Rejected
-from eventtrace.pipeline import Pipeline
-from eventtrace.replay import rules_from
 from eventtrace.settings import Settings
 from eventtrace.source.frames import EventFrames
 from eventtrace.source.kube import (
@@ -152,9 +150,9 @@ class LiveService:
     def __init__(self, api: KubeApi, events: Resource, settings: Settings, metrics: Metrics):
         self.settings = settings
         self.metrics = metrics
-        self.pipeline = Pipeline(rules_from(settings), int(settings.resolve_timeout * 1e9))
+        self.pipeline = Pipeline(settings.trace_rules, int(settings.resolve_timeout * 1e9))
         self.resolver = Resolver(api, self.pipeline.index, metrics)
-        self.keep = EventFilter.from_settings(settings)
+        self.keep = settings.event_filter
         self.queue: asyncio.Queue[EventState] = asyncio.Queue(QUEUE_SIZE)
         namespaces: list[str | None] = list(settings.namespaces) or [None]
         timeouts = (settings.watch_timeout, settings.inactivity_timeout)

@@ -6,12 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from importlib import resources
 
-from eventtrace.assemble import TraceRules
+from eventtrace.core.model import EventState, KubeObject, Rejected
+from eventtrace.core.pipeline import trace_recording
 from eventtrace.export import burst_piece, open_sink
-from eventtrace.filters import EventFilter
 from eventtrace.metrics import Metrics
-from eventtrace.model import EventState, KubeObject, Rejected
-from eventtrace.pipeline import trace_recording
 from eventtrace.settings import Settings
 from eventtrace.source.files import read_records
 from eventtrace.source.parse import message_was_truncated, parse_event, parse_object
@@ -27,19 +25,11 @@ class Recording:
     objects: list[KubeObject] = field(default_factory=list)
 
 
-def rules_from(settings: Settings) -> TraceRules:
-    return TraceRules(
-        cluster_name=settings.cluster_name,
-        trace_idle_ns=int(settings.trace_idle * 1e9),
-        trace_max_ns=int(settings.trace_max * 1e9),
-    )
-
-
 def load_recording(paths: list[str], settings: Settings, metrics: Metrics) -> Recording:
     """Everything usable in the files. Bad items are logged and counted, one by one;
     a file that cannot be read at all raises InputFileError."""
     recording = Recording()
-    keep = EventFilter.from_settings(settings)
+    keep = settings.event_filter
     for record in read_records(paths):
         if record.is_event:
             state = parse_event(
@@ -78,7 +68,7 @@ def reject(rejected: Rejected, metrics: Metrics) -> None:
 
 async def replay(paths: list[str], settings: Settings, metrics: Metrics, output: str) -> int:
     recording = load_recording(paths, settings, metrics)
-    spans, stats = trace_recording(recording.states, recording.objects, rules_from(settings))
+    spans, stats = trace_recording(recording.states, recording.objects, settings.trace_rules)
     metrics.occurrences.inc(stats.occurrences)
     metrics.stale_states.inc(stats.stale)
     async with open_sink(output, settings, metrics) as sink:

@@ -20,6 +20,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from eventtrace.core.assemble import TraceRules
+from eventtrace.core.filters import EventFilter
+
 ENV_PREFIX = "EVENTTRACE_"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -113,6 +116,27 @@ class Settings(BaseSettings):
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080 or :8080)")
         return value
+
+    @property
+    def trace_rules(self) -> TraceRules:
+        return TraceRules(
+            cluster_name=self.cluster_name,
+            trace_idle_ns=int(self.trace_idle * 1e9),
+            trace_max_ns=int(self.trace_max * 1e9),
+        )
+
+    @property
+    def event_filter(self) -> EventFilter:
+        return EventFilter(
+            include_types=frozenset(self.include_types),
+            exclude_types=frozenset(self.exclude_types),
+            include_reasons=frozenset(self.include_reasons),
+            exclude_reasons=frozenset(self.exclude_reasons),
+            include_kinds=frozenset(self.include_kinds),
+            exclude_kinds=frozenset(self.exclude_kinds),
+            include_namespaces=frozenset(self.namespaces),
+            exclude_namespaces=frozenset(self.exclude_namespaces),
+        )
 
     @property
     def metrics_host_port(self) -> tuple[str, int]:

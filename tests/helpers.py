@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from eventtrace.model import Span
+from eventtrace.core.model import Span
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 KIND_CAPTURE = SHARED / "fixtures" / "real" / "kspan-deployment-2-pods.yaml"

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from eventtrace.assemble import Episode, _EventNote, _ObjectEntry, event_span, object_spans
-from eventtrace.model import EventState, KubeObject, ObjectRef, Occurrence
-from eventtrace.owners import Link
+from eventtrace.core.assemble import Episode, _EventNote, _ObjectEntry, event_span, object_spans
+from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence
+from eventtrace.core.owners import Link
 
 BASE = {
-    "eventtrace.occurrences": 2,
+    "eventtrace.core.occurrences": 2,
     "k8s.event.count": 3,
     "k8s.event.message": "something happened",
     "k8s.event.name": "thing.17a",

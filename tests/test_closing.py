@@ -4,9 +4,9 @@ they opened."""
 
 from __future__ import annotations
 
-from eventtrace.assemble import Assembler, TraceRules
-from eventtrace.model import EventState, KubeObject, ObjectRef, Occurrence, SpanKind
-from eventtrace.owners import Link
+from eventtrace.core.assemble import Assembler, TraceRules
+from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence, SpanKind
+from eventtrace.core.owners import Link
 
 S = 1_000_000_000
 RULES = TraceRules("prod", trace_idle_ns=10 * S, trace_max_ns=60 * S)

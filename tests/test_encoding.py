@@ -10,9 +10,9 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from test_export_otlp import numbered_spans, rollout
 
+from eventtrace.core.model import AttributeValue, Span, SpanKind, SpanStatus
 from eventtrace.export.otlp import SCOPE, ResourceCache, to_readable_span
 from eventtrace.export.protobuf import SpanEncoder, _varint
-from eventtrace.model import AttributeValue, Span, SpanKind, SpanStatus
 
 
 def sdk_bytes(spans: list[Span], scope: InstrumentationScope = SCOPE) -> bytes:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from eventtrace.core.model import Span, SpanKind, SpanStatus
 from eventtrace.export.otlp import (
     OtlpSink,
     ResourceCache,
@@ -19,7 +20,6 @@ from eventtrace.export.otlp import (
     to_readable_span,
 )
 from eventtrace.metrics import Metrics
-from eventtrace.model import Span, SpanKind, SpanStatus
 from eventtrace.settings import Settings, SettingsError
 from support.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -101,7 +101,7 @@ def rollout() -> list[Span]:
             ("k8s.event.reason", "BackOff"),
             ("k8s.event.type", "Warning"),
             ("k8s.event.count", 7),
-            ("eventtrace.occurrences", 4),
+            ("eventtrace.core.occurrences", 4),
             ("eventtrace.test.ratio", 0.25),
             ("eventtrace.test.flag", True),
         ),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventtrace.filters import EventFilter
-from eventtrace.model import EventState, ObjectRef
+from eventtrace.core.filters import EventFilter
+from eventtrace.core.model import EventState, ObjectRef
 
 
 def state(

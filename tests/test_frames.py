@@ -12,7 +12,7 @@ import pytest
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
 import eventtrace
-from eventtrace.model import Rejected
+from eventtrace.core.model import Rejected
 from eventtrace.source.frames import EventFrames, JsonFrames
 from eventtrace.source.parse import parse_event
 from eventtrace.source.shapes import EventShape

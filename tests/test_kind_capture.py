@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
+from eventtrace.core.model import SpanKind, SpanStatus
+from eventtrace.core.pipeline import trace_recording
 from eventtrace.metrics import Metrics
-from eventtrace.model import SpanKind, SpanStatus
-from eventtrace.pipeline import trace_recording
-from eventtrace.replay import load_recording, rules_from
+from eventtrace.replay import load_recording
 from eventtrace.settings import load_settings
 from eventtrace.source.files import read_records
 from helpers import KIND_CAPTURE, tree
@@ -55,7 +55,7 @@ def _spans(order_seed: int | None = None) -> list:
     if order_seed is not None:
         random.Random(order_seed).shuffle(recording.states)
         random.Random(order_seed + 1).shuffle(recording.objects)
-    spans, _ = trace_recording(recording.states, recording.objects, rules_from(settings))
+    spans, _ = trace_recording(recording.states, recording.objects, settings.trace_rules)
     return spans
 
 

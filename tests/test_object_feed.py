@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+from eventtrace.core.model import ObjectRef
+from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
-from eventtrace.model import ObjectRef
-from eventtrace.owners import ObjectIndex
 from eventtrace.source.resolve import TOMBSTONE_SECONDS, Resolver
 
 

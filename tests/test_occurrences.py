@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventtrace.model import EventState, ObjectRef
-from eventtrace.occurrences import OccurrenceTracker
+from eventtrace.core.model import EventState, ObjectRef
+from eventtrace.core.occurrences import OccurrenceTracker
 
 POD = ObjectRef("Pod", "web-1", "shop", "pod-uid", "v1")
 YEAR_1 = int((datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())

@@ -3,8 +3,8 @@ only what is still current, and chains up the controller owners."""
 
 from __future__ import annotations
 
-from eventtrace.model import KubeObject, ObjectRef, OwnerRef
-from eventtrace.owners import ObjectIndex
+from eventtrace.core.model import KubeObject, ObjectRef, OwnerRef
+from eventtrace.core.owners import ObjectIndex
 
 
 def obj(

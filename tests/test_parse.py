@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from eventtrace.model import EventState, KubeObject, Rejected
+from eventtrace.core.model import EventState, KubeObject, Rejected
 from eventtrace.source.parse import message_was_truncated, parse_event, parse_object, to_ns
 from helpers import core_event, ref
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
-from eventtrace.model import Rejected
+from eventtrace.core.model import Rejected
 from eventtrace.source.fast_path import fast_event, fast_object
 from eventtrace.source.parse import parse_event, parse_event_strictly, parse_object_strictly
 from eventtrace.source.shapes import EventShape

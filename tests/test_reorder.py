@@ -3,9 +3,9 @@ been settled, and releases stay in occurrence order either way."""
 
 from __future__ import annotations
 
-from eventtrace.assemble import TraceRules
-from eventtrace.model import EventState, SpanKind
-from eventtrace.pipeline import Pipeline
+from eventtrace.core.assemble import TraceRules
+from eventtrace.core.model import EventState, SpanKind
+from eventtrace.core.pipeline import Pipeline
 from eventtrace.source.parse import parse_event
 from helpers import core_event, ref
 

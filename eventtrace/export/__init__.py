@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
+from eventtrace.core.model import Span
 from eventtrace.metrics import Metrics
-from eventtrace.model import Span
 from eventtrace.settings import Settings
 
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
+from eventtrace.core.model import Span, SpanKind, SpanStatus
 from eventtrace.export import LocalSink
-from eventtrace.model import Span, SpanKind, SpanStatus
 
 _RED = "\033[31m"
 _DIM = "\033[2m"
@@ -100,7 +100,7 @@ def _line(span: Span, trace_start: int, tree: str, width: int, color: bool) -> s
     warning = span.status is SpanStatus.ERROR
     mark = "✗ " if warning else ""
     if span.kind is SpanKind.EVENT:
-        occurrences = span.attribute("eventtrace.occurrences")
+        occurrences = span.attribute("eventtrace.core.occurrences")
         repeat = f" (x{occurrences})" if isinstance(occurrences, int) and occurrences > 1 else ""
         label = f"{mark}{span.name}{repeat}"
         detail = str(span.attribute("k8s.event.message") or "")

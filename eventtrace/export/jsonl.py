@@ -8,8 +8,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from eventtrace.core.model import Span
 from eventtrace.export import LocalSink
-from eventtrace.model import Span
 
 
 def span_to_dict(span: Span) -> dict[str, Any]:

@@ -45,9 +45,9 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
+from eventtrace.core.model import AttributeValue, Span, SpanStatus
 from eventtrace.export.protobuf import MAX_CACHED_RESOURCES, SpanEncoder
 from eventtrace.metrics import Metrics
-from eventtrace.model import AttributeValue, Span, SpanStatus
 from eventtrace.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

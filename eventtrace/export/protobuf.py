@@ -13,7 +13,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from eventtrace.model import AttributeValue, Span, SpanStatus
+from eventtrace.core.model import AttributeValue, Span, SpanStatus
 
 MAX_CACHED_RESOURCES = 10_000
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from eventtrace.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
+from eventtrace.core.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
 from eventtrace.source.shapes import EventShape
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -16,15 +16,12 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp.helpers import get_env_proxy_for_url
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client.api_client import ApiClient
+from kubernetes_asyncio.client.configuration import Configuration
+from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
 from yarl import URL
-
-from eventtrace.source.kubernetes_lean import (
-    KUBE_CONFIG_DEFAULT_LOCATION,
-    ApiClient,
-    ConfigException,
-    Configuration,
-)
-from eventtrace.source.kubernetes_lean import config as kube_config
 
 # aiohttp's read buffer per response (it stops reading the socket past twice this), as
 # kubernetes-asyncio sets it.

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from eventtrace.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
+from eventtrace.core.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
 from eventtrace.source.fast_path import (
     CLUSTER_SCOPED,
     EPOCH,

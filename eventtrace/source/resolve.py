@@ -16,9 +16,9 @@ import logging
 import time
 from typing import Any
 
+from eventtrace.core.model import KubeObject, ObjectRef, Rejected
+from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
-from eventtrace.model import KubeObject, ObjectRef, Rejected
-from eventtrace.owners import ObjectIndex
 from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
 from eventtrace.source.parse import parse_object
 

@@ -9,24 +9,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from eventtrace.model import EventState, KubeObject, ObjectRef
+from eventtrace.core.model import EventState, KubeObject, ObjectRef
 
 
-@dataclass(slots=True)  # not frozen, and its own __init__: see model.py's docstring
+@dataclass(frozen=True, slots=True)
 class Link:
     """One object on a chain. `identity` keys its span: the real uid where the object is
-    known, else kind/namespace/name (kubelet's Node events carry the name as uid).
-    Made afresh for every link of every chain (twice an event): keeping them instead cost
-    60 bytes an object on a chain."""
+    known, else kind/namespace/name (kubelet's Node events carry the name as uid)."""
 
     identity: str
     ref: ObjectRef
     known: KubeObject | None
-
-    def __init__(self, identity: str, ref: ObjectRef, known: KubeObject | None) -> None:
-        self.identity = identity
-        self.ref = ref
-        self.known = known
 
 
 Chain = tuple[Link, ...]  # the involved object first, the root last

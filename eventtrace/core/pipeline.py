@@ -11,10 +11,10 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from eventtrace.assemble import Assembler, TraceRules
-from eventtrace.model import EventState, KubeObject, Span
-from eventtrace.occurrences import OccurrenceTracker
-from eventtrace.owners import ObjectIndex
+from eventtrace.core.assemble import Assembler, TraceRules
+from eventtrace.core.model import EventState, KubeObject, Span
+from eventtrace.core.occurrences import OccurrenceTracker
+from eventtrace.core.owners import ObjectIndex
 
 _SECOND = 1_000_000_000
 # Events live about an hour in the API server; remember counts well past that.

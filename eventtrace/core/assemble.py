@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-from eventtrace import ids
-from eventtrace.model import (
+from eventtrace.core import ids
+from eventtrace.core.model import (
     AttributeValue,
     KubeObject,
     ObjectRef,
@@ -23,7 +23,7 @@ from eventtrace.model import (
     SpanKind,
     SpanStatus,
 )
-from eventtrace.owners import Chain, Link, names
+from eventtrace.core.owners import Chain, Link, names
 
 FALLBACK_SERVICE = "kubernetes"
 
@@ -48,9 +48,7 @@ class TraceRules:
     trace_max_ns: int
 
 
-# These three are not frozen and write their own __init__, as model.py's per-event classes
-# do (its docstring says why): episodes make them for every occurrence and object.
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _EventNote:
     """The first occurrence of one event in an episode: a candidate cause. Only what the
     cause rules read, not the whole EventState: episodes keep these until they close (the
@@ -64,24 +62,6 @@ class _EventNote:
     uid: str
     event_count: int
 
-    def __init__(
-        self,
-        start_ns: int,
-        name: str,
-        message: str,
-        component: str,
-        instance: str,
-        uid: str,
-        event_count: int,
-    ) -> None:
-        self.start_ns = start_ns
-        self.name = name
-        self.message = message
-        self.component = component
-        self.instance = instance
-        self.uid = uid
-        self.event_count = event_count
-
     @property
     def span_id(self) -> str:
         return ids.event_span_id(self.uid, self.event_count)
@@ -94,17 +74,7 @@ class _ObjectEntry:
     span_id: str  # its object span's id in this episode
     start_ns: int  # its own occurrences; the subtree extent is computed at close
     end_ns: int
-    events: dict[str, _EventNote]  # by event uid
-
-    def __init__(
-        self, link: Link, owner: str | None, span_id: str, start_ns: int, end_ns: int
-    ) -> None:
-        self.link = link
-        self.owner = owner
-        self.span_id = span_id
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.events = {}
+    events: dict[str, _EventNote] = field(default_factory=dict)  # by event uid
 
 
 @dataclass(slots=True)
@@ -115,27 +85,8 @@ class Episode:
     last_ns: int  # latest occurrence time in it
     opened_at: int  # "now" when it opened, and when it last took an occurrence
     touched_at: int
-    objects: dict[str, _ObjectEntry]
-    number: int  # in the order episodes were opened: the order they close in
-
-    def __init__(
-        self,
-        root: Link,
-        trace_id: str,
-        start_ns: int,
-        last_ns: int,
-        opened_at: int,
-        touched_at: int,
-        number: int = 0,
-    ) -> None:
-        self.root = root
-        self.trace_id = trace_id
-        self.start_ns = start_ns
-        self.last_ns = last_ns
-        self.opened_at = opened_at
-        self.touched_at = touched_at
-        self.objects = {}
-        self.number = number
+    number: int = 0  # in the order episodes were opened: the order they close in
+    objects: dict[str, _ObjectEntry] = field(default_factory=dict)
 
     def accepts(self, time_ns: int, rules: TraceRules) -> bool:
         if time_ns < self.start_ns:
@@ -437,7 +388,7 @@ _EVENT_KEYS = (
     "k8s.event.count",
     "k8s.event.uid",
     "k8s.event.name",
-    "eventtrace.occurrences",
+    "eventtrace.core.occurrences",
     "k8s.object.kind",
     "k8s.object.name",
     "k8s.object.uid",

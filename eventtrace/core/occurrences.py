@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from eventtrace.model import EventState, Occurrence
+from eventtrace.core.model import EventState, Occurrence
 
 
 class OccurrenceTracker:
