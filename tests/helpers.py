@@ -10,8 +10,8 @@ from typing import Any
 
 from eventtrace.core.model import Span
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-KIND_CAPTURE = SHARED / "fixtures" / "real" / "kspan-deployment-2-pods.yaml"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+KIND_CAPTURE = FIXTURES / "real" / "kspan-deployment-2-pods.yaml"
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 

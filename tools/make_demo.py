@@ -1,6 +1,6 @@
 """Writes the recordings `eventtrace demo` ships (eventtrace/demo/).
 
-They are modelled on real captures (shared/fixtures, and the event shapes in the watch
+They are modelled on real captures (tests/fixtures/real, and the event shapes in the watch
 protocol reference): a Deployment rolling to a new image, and a Deployment whose pod is
 stuck on a missing image with Failed/BackOff repeating as MODIFIED count bumps.
 Run `python tools/make_demo.py` to regenerate; the output is committed.

@@ -8,7 +8,7 @@ Used three ways:
 * standalone, for benchmarks: `python tests/support/apiserver.py --kubeconfig PATH
   [--load FILE.jsonl] [--stream FILE.jsonl --rate N]`; it prints its URL once ready.
 
-Real behaviour it keeps (see shared/reference/k8s-watch-protocol.md): a global decimal
+Real behaviour it keeps (the Kubernetes API concepts: watch, resourceVersion, bookmarks): a global decimal
 resourceVersion, snapshot-consistent chunked lists, NDJSON chunked watches with synthetic
 ADDEDs, BOOKMARKs only when asked, in-stream ERROR 410 Expired for compacted RVs, clean EOF
 at timeoutSeconds, real Status bodies, TLS with a throwaway CA and bearer-token auth.

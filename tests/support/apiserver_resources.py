@@ -1,7 +1,7 @@
 """Resource types, discovery documents, Status bodies and Event shapes for the test API server.
 
 Everything here is plain data: no I/O, no asyncio. Shapes follow the real API server
-(see shared/reference/k8s-watch-protocol.md).
+(the Kubernetes API concepts: watch, resourceVersion, bookmarks).
 """
 
 from __future__ import annotations
