@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
 
 from tenacity import (
     AsyncRetrying,
@@ -25,7 +25,7 @@ from tenacity import (
     wait_random,
 )
 
-from eventtrace.core.model import EventState, Rejected
+from eventtrace.core.model import EventState, Rejected, Span
 from eventtrace.core.pipeline import Pipeline
 from eventtrace.export import SpanSink, burst_piece, open_sink
 from eventtrace.health import HealthServer
@@ -45,8 +45,7 @@ from eventtrace.source.kube import (
 )
 from eventtrace.source.parse import message_was_truncated, parse_event
 from eventtrace.source.resolve import Resolver
-from eventtrace.source.shapes import EventShape
-from eventtrace.source.watch import Watcher
+from eventtrace.source.watch import Change, Item, Listed, Listing, Watcher
 
 log = logging.getLogger("eventtrace.run")
 
@@ -153,7 +152,8 @@ class LiveService:
         self.pipeline = Pipeline(settings.trace_rules, int(settings.resolve_timeout * 1e9))
         self.resolver = Resolver(api, self.pipeline.index, metrics)
         self.keep = settings.event_filter
-        self.queue: asyncio.Queue[EventState] = asyncio.Queue(QUEUE_SIZE)
+        # Parsed events, and the event watches' list markers in their place among them.
+        self.queue: asyncio.Queue[EventState | Listing | Listed] = asyncio.Queue(QUEUE_SIZE)
         namespaces: list[str | None] = list(settings.namespaces) or [None]
         timeouts = (settings.watch_timeout, settings.inactivity_timeout)
         self.event_watchers = [
@@ -164,13 +164,21 @@ class LiveService:
                 metrics,
                 namespace=ns,
                 timeouts=timeouts,
-                on_synced=self._events_listed,
                 frames=EventFrames(),
             )
             for ns in namespaces
         ]
         self.object_watchers = [
-            self._object_watcher(api, resource, ns, timeouts)
+            Watcher(
+                api,
+                resource,
+                self.resolver.feed(resource.kind, resource.group, ns),
+                metrics,
+                namespace=ns,
+                timeouts=timeouts,
+                retry_forbidden=False,  # one warning, then chains stop at that kind
+                on_forbidden=self.resolver.forbidden,
+            )
             for resource in WORKLOADS
             for ns in (namespaces if resource.namespaced else [None])
         ]
@@ -178,29 +186,12 @@ class LiveService:
         # Events received since the last report, by type: counted here and added to the
         # metric each tick, as a counter's inc (a lock, in Python) cost more than a dict.
         self._received: dict[str, int] = {}
-        # A complete list need not wait out the reorder window (see `_events_listed`):
-        # how many of its states the queue still holds, and the pipeline's arrival number
-        # to settle once the owners they asked for are in.
-        self._list_left = 0
+        # The event watches whose list the pump is taking in (between their markers), and
+        # the arrival number to settle once the owners that list asked for are in.
+        self._listing: set[str] = set()
         self._to_settle: int | None = None
         self.description = f"{events.label} ({events.api_version}) in " + (
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
-        )
-
-    def _object_watcher(
-        self, api: KubeApi, resource: Resource, namespace: str | None, timeouts: tuple[float, float]
-    ) -> Watcher:
-        feed = self.resolver.feed(resource.kind, resource.group, namespace)
-        return Watcher(
-            api,
-            resource,
-            feed,
-            self.metrics,
-            namespace=namespace,
-            timeouts=timeouts,
-            retry_forbidden=False,  # one warning, then chains stop at that kind
-            on_forbidden=self.resolver.forbidden,
-            on_listed=feed.listed,
         )
 
     def not_ready(self) -> str | None:
@@ -263,98 +254,91 @@ class LiveService:
     async def _shutdown(self, sink: SpanSink) -> None:
         now = time.time_ns()
         while not self.queue.empty():
-            self._accept(self.queue.get_nowait(), now)
+            self._take(self.queue.get_nowait(), now)
         # In pieces the export queue can hold, waiting for room until the flush deadline.
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
-        piece = burst_piece(self.settings)
-        flushed = 0
-        while spans := self.pipeline.drain(now, budget=piece):
-            if time.monotonic() < deadline:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sink.room(), deadline - time.monotonic())
-            sink.submit(spans)
-            flushed += len(spans)
+        flushed = await self._submit(self.pipeline.drain(now), sink, deadline)
         self._report()
         log.info("stopped: closed every open trace (%d spans flushed)", flushed)
 
-    async def _on_event(self, kind: str, raw: EventShape | dict[str, Any]) -> None:
+    async def _on_event(self, item: Item) -> None:
         """Parsed as it comes off the stream, so the raw input is freed while still in the
-        CPU's cache and only the small state waits."""
-        if kind == "DELETED":
-            return  # an event expiring (TTL) is no occurrence
-        state = parse_event(raw, "watch", max_message_bytes=self.settings.max_message_bytes)
-        if isinstance(state, Rejected):
-            log.warning("%s", state)
-            self.metrics.invalid_events.labels(reason=state.category).inc()
-            return
-        if self.queue.full():
+        CPU's cache and only the small state waits. List markers keep their place."""
+        if isinstance(item, Change):
+            if item.type == "DELETED":
+                return  # an event expiring (TTL) is no occurrence
+            state = parse_event(
+                item.object, "watch", max_message_bytes=self.settings.max_message_bytes
+            )
+            if isinstance(state, Rejected):
+                log.warning("%s", state)
+                self.metrics.invalid_events.labels(reason=state.category).inc()
+                return
             await self.queue.put(state)  # a full queue slows the watch: backpressure
         else:
-            self.queue.put_nowait(state)  # no coroutine to make and run
-
-    def _events_listed(self) -> None:
-        """A list of events is complete, so what it held is all there was up to its
-        resourceVersion: what comes next is newer. Its states need not wait out the
-        reorder window (`resolve_timeout`), only for the owners they asked for; a re-list
-        of an hour of events goes out as soon as it is in, not a window later.
-
-        With several event watches (namespaces), only once none is half-way through a
-        list: their items interleave in the queue, and a cut made while one is listing
-        would settle the first part of that list before its rest is in."""
-        if any(watcher.listing for watcher in self.event_watchers):
-            return  # the last list to end makes the cut, for all of them
-        self._list_left = self.queue.qsize()  # first in, first out: the cut is after them
-        if not self._list_left:  # all taken already (or its last items rejected)
-            self._to_settle = self.pipeline.arrivals
+            await self.queue.put(item)
 
     async def _pump(self, sink: SpanSink) -> None:
-        next_release = 0
-        bursting = False  # releases have come in pieces since the pipeline was last empty
         next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+        bursting = False  # a release of over a batch (a re-list), its last batch not sent
         while True:
             await sink.room()  # the exporter is behind: leave events in the queue meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_SECONDS):
-                    state = await self.queue.get()
+                    item = await self.queue.get()
                     now = time.time_ns()
-                    self._accept(state, now)
+                    self._take(item, now)
                     for _ in range(BATCH):
                         if self.queue.empty():
                             break
-                        self._accept(self.queue.get_nowait(), now)
+                        self._take(self.queue.get_nowait(), now)
             now = time.time_ns()
             if self._to_settle is not None and not self.resolver.busy:
                 self.pipeline.settle(self._to_settle)
                 self._to_settle = None
-                next_release = now
-            if now >= next_release:
-                piece = max(1, min(self.settings.export_batch_size, BATCH))
-                while True:
-                    spans = self.pipeline.release(now, budget=piece)
-                    if spans:
-                        sink.submit(spans)
-                    if not self.pipeline.due(now):
-                        break
-                    bursting = True
-                    await sink.room()  # a burst (a re-list): as fast as the exporter takes it
-                    await asyncio.sleep(0)
-                if bursting and not self.pipeline.pending and self.queue.empty():
-                    sink.send_now()  # the burst's last, partial batch has no company coming
-                    bursting = False
-                self._report()
-                next_release = now + int(TICK_SECONDS * 1e9)
+            released = await self._submit(self.pipeline.release(now), sink)
+            bursting = bursting or released > self.settings.export_batch_size
+            if bursting and not self.pipeline.pending and self.queue.empty():
+                sink.send_now()  # a burst's last, partial batch has no company coming
+                bursting = False
+            self._report()
             if time.monotonic() >= next_housekeeping:
                 self.pipeline.forget_old_events(now)
                 self.resolver.sweep()
                 gc.collect()  # the old generation, which the thresholds (cli.py) leave be
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
 
-    def _accept(self, state: EventState, now: int) -> None:
-        self._offer(state, now)
-        if self._list_left:
-            self._list_left -= 1
-            if not self._list_left:  # the list's last state is in the pipeline
+    async def _submit(
+        self, pieces: Iterator[list[Span]], sink: SpanSink, deadline: float | None = None
+    ) -> int:
+        """Hand the spans to the exporter, waiting for room after every half queue's worth
+        (until `deadline`, a monotonic time, if given). Returns how many."""
+        piece, submitted, since_room = burst_piece(self.settings), 0, 0
+        for spans in pieces:
+            sink.submit(spans)
+            submitted += len(spans)
+            since_room += len(spans)
+            if since_room >= piece:
+                since_room = 0
+                if deadline is None:
+                    await sink.room()
+                elif (left := deadline - time.monotonic()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sink.room(), left)
+        return submitted
+
+    def _take(self, item: EventState | Listing | Listed, now: int) -> None:
+        if isinstance(item, Listing):
+            self._listing.add(item.watcher)
+        elif isinstance(item, Listed):
+            self._listing.discard(item.watcher)
+            if not self._listing:
+                # Everything listed is in the pipeline, and nothing half-listed is (with
+                # several namespaces, their lists interleave): it need not wait out the
+                # reorder window, only for the owners it asked for.
                 self._to_settle = self.pipeline.arrivals
+        else:
+            self._offer(item, now)
 
     def _offer(self, state: EventState, now: int) -> None:
         self._received[state.type] = self._received.get(state.type, 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ from eventtrace.core.model import Span
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KIND_CAPTURE = FIXTURES / "real" / "kspan-deployment-2-pods.yaml"
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def flat(pieces: Iterable[list[Span]]) -> list[Span]:
+    """The spans of a lazy release, drain or close, in order."""
+    return [span for piece in pieces for span in piece]
 
 
 def uid_of(*parts: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from eventtrace.core.assemble import Assembler, TraceRules
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence, SpanKind
 from eventtrace.core.owners import Link
+from helpers import flat
 
 S = 1_000_000_000
 RULES = TraceRules("prod", trace_idle_ns=10 * S, trace_max_ns=60 * S)
@@ -31,7 +32,7 @@ def occurrence(deployment: str, at_s: int, uid: str) -> tuple[Occurrence, tuple[
 
 
 def closed_roots(assembler: Assembler, now_s: int) -> list[str]:
-    spans = assembler.close_due(now_s * S)
+    spans = flat(assembler.close_due(now_s * S))
     return [span.name for span in spans if span.kind is SpanKind.OBJECT]
 
 
@@ -64,30 +65,3 @@ def test_due_episodes_close_in_the_order_they_opened() -> None:
     assembler.add(*occurrence("c", 4, "c2"), now=4 * S)  # c: due last, but opened first
     assert closed_roots(assembler, 12) == ["deployment/a", "deployment/d"]
     assert closed_roots(assembler, 14) == ["deployment/c", "deployment/b"]
-
-
-def test_closing_in_pieces_closes_in_close_alls_order() -> None:
-    """The shutdown closes in pieces (close_some) what close_all would close at once, in
-    the same order, even with episodes closed and opened between the pieces."""
-    names = [f"d{i:02}" for i in range(30)]
-
-    def with_history() -> tuple[Assembler, list[str]]:
-        assembler = Assembler(RULES)
-        for second, name in enumerate(names):
-            assembler.add(*occurrence(name, second, name), now=second * S)
-        first = [span.name for span in assembler.close_some(1)]
-        first += closed_roots(assembler, 11)  # d01, idle since 1 s
-        assembler.add(*occurrence("d01", 12, "again"), now=12 * S)  # a new episode
-        return assembler, first
-
-    at_once, first = with_history()
-    assert first == ["deployment/d00", "deployment/d01"]
-    whole = [span.name for span in at_once.close_all()]
-    assert whole == [f"deployment/{name}" for name in [*names[2:], "d01"]]
-    in_pieces, _ = with_history()
-    out: list[str] = []
-    while in_pieces.open_episodes:
-        piece = in_pieces.close_some(3)
-        assert len(piece) == 3 or not in_pieces.open_episodes
-        out += [span.name for span in piece]
-    assert out == whole

@@ -21,7 +21,7 @@ from eventtrace.source import kube, watch
 from eventtrace.source.frames import EventFrames, Frames, JsonFrames
 from eventtrace.source.kube import CORE_EVENTS, KubeApi, load_client
 from eventtrace.source.shapes import EventShape
-from eventtrace.source.watch import Watcher
+from eventtrace.source.watch import Change, Item, Listed, Listing, Watcher
 from support.apiserver import ApiServer, make_event, object_reference, write_kubeconfig
 from support.connect_proxy import ConnectProxy
 
@@ -120,7 +120,10 @@ async def test_a_list_asks_for_the_next_page_before_handling_this_one(
     def pages_asked() -> int:
         return len(apiserver.requests.matching(resource="events", verb="list"))
 
-    async def handle(kind: str, event: Any) -> None:
+    async def handle(item: Item) -> None:
+        if not isinstance(item, Change):
+            return
+        event = item.object
         if not handled:  # page 2 is on its way while page 1's first event is handled
             await apiserver.requests.wait_for(
                 lambda r: r.verb == "list" and "continue" in r.query, within=5
@@ -147,14 +150,48 @@ async def test_a_list_asks_for_the_next_page_before_handling_this_one(
     assert pages_asked() == 3
 
 
+async def test_a_list_comes_between_its_markers_then_the_watch_follows(
+    apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing, every item of every page, Listed; then what the watch brings."""
+    monkeypatch.setattr(watch, "PAGE_SIZE", 2)
+    names = some_events(apiserver, 5)
+    items: list[Item] = []
+    watched = asyncio.Event()
+
+    async def consume(item: Item) -> None:
+        items.append(item)
+        if len(items) == 8:
+            watched.set()
+
+    api = await connect(apiserver)
+    try:
+        watcher = Watcher(api, CORE_EVENTS, consume, Metrics(), namespace="default")
+        running = asyncio.create_task(watcher.run())
+        await asyncio.wait_for(watcher.synced.wait(), 10)
+        await apiserver.wait_for_watches("events")
+        names.append(some_events(apiserver, 1)[0])
+        await asyncio.wait_for(watched.wait(), 10)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    finally:
+        await api.close()
+    assert items[0] == Listing("events in default")
+    assert items[6] == Listed("events in default")
+    changes = [item for item in items if isinstance(item, Change)]
+    assert [change.type for change in changes] == ["ADDED"] * 6
+    assert [change.object["metadata"]["name"] for change in changes] == names
+
+
 async def test_a_failing_handler_leaves_no_page_request_behind(
     apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(watch, "PAGE_SIZE", 2)
     some_events(apiserver, 5)
 
-    async def handle(kind: str, event: dict[str, Any]) -> None:
-        raise RuntimeError("a bug in the handler")
+    async def handle(item: Item) -> None:
+        if isinstance(item, Change):
+            raise RuntimeError("a bug in the handler")
 
     api = await connect(apiserver)
     try:
@@ -178,8 +215,10 @@ async def test_a_watch_delivers_every_frame_whole_however_the_reads_cut_them(
     seen: list[dict[str, Any]] = []
     arrived = asyncio.Event()
 
-    async def handle(kind: str, event: dict[str, Any]) -> None:
-        seen.append(event)
+    async def handle(item: Item) -> None:
+        if not isinstance(item, Change):
+            return
+        seen.append(item.object)
         if len(seen) == 201:
             arrived.set()
 
@@ -288,8 +327,10 @@ async def test_a_watch_frame_without_an_object_is_counted_logged_and_skipped(
     seen: list[Any] = []
     arrived = asyncio.Event()
 
-    async def handle(kind: str, obj: Any) -> None:
-        seen.append(obj)
+    async def handle(item: Item) -> None:
+        if not isinstance(item, Change):
+            return
+        seen.append(item.object)
         arrived.set()
 
     metrics = Metrics()

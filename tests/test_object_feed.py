@@ -11,6 +11,7 @@ from eventtrace.core.model import ObjectRef
 from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
 from eventtrace.source.resolve import TOMBSTONE_SECONDS, Resolver
+from eventtrace.source.watch import Change, Listed, Listing
 
 
 def raw(name: str, uid: str, namespace: str = "shop", api_version: str = "apps/v1") -> Any:
@@ -36,7 +37,7 @@ async def test_a_relist_buries_what_it_no_longer_has_once() -> None:
     r = resolver()
     feed = r.feed("ReplicaSet", "apps")
     for name, uid in [("a", "u-a"), ("b", "u-b"), ("c", "u-c")]:
-        await feed("ADDED", raw(name, uid))
+        feed.change("ADDED", raw(name, uid))
     feed.listed({"u-a", "u-b", "u-c"})
     assert r.sweep(time.monotonic()) == 0
     feed.listed({"u-a", "u-c"})  # b was deleted while the watch was down
@@ -49,8 +50,8 @@ async def test_a_relist_buries_what_it_no_longer_has_once() -> None:
 async def test_deleted_is_buried_and_a_relist_does_not_bury_it_again() -> None:
     r = resolver()
     feed = r.feed("ReplicaSet", "apps")
-    await feed("ADDED", raw("a", "u-a"))
-    await feed("DELETED", raw("a", "u-a"))
+    feed.change("ADDED", raw("a", "u-a"))
+    feed.change("DELETED", raw("a", "u-a"))
     feed.listed(set())
     assert after_the_tombstones(r) == 1
     assert not known(r, "ReplicaSet", "a")
@@ -71,3 +72,15 @@ async def test_a_relist_leaves_other_kinds_groups_and_namespaces_alone() -> None
     assert known(r, "ReplicaSet", "x", "other")
     assert known(r, "ReplicaSet", "y")
     assert known(r, "Deployment", "z")
+
+
+async def test_a_list_between_its_markers_buries_what_it_did_not_bring() -> None:
+    r = resolver()
+    feed = r.feed("ReplicaSet", "apps")
+    for name, uid in [("a", "u-a"), ("b", "u-b")]:
+        feed.change("ADDED", raw(name, uid))
+    await feed(Listing("replicasets.apps"))
+    await feed(Change("ADDED", raw("a", "u-a")))
+    await feed(Listed("replicasets.apps"))
+    assert after_the_tombstones(r) == 1
+    assert [known(r, "ReplicaSet", n) for n in "ab"] == [True, False]

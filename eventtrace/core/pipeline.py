@@ -8,6 +8,7 @@ assembler. `run` and `replay` drive the same object; only where "now" comes from
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,63 +84,34 @@ class Pipeline:
         offered after them still wait, and one of those due earlier holds them back."""
         self._settled = max(self._settled, through)
 
-    def release(self, now: int, *, budget: int | None = None) -> list[Span]:
+    def release(self, now: int) -> Iterator[list[Span]]:
         """Process what has waited out the window (or been settled), in occurrence-time
-        order; close what is due by `now`.
+        order, then close what is due by `now`.
 
-        With a `budget`, stop once that many spans are out, so a caller can hand them on
-        and wait for room before asking for more (`due` says whether more is waiting):
-        the rest stays pending, in order, for the next call. Episodes are closed once
-        nothing due is left."""
-        spans: list[Span] = []
+        Lazily, one list of spans per state or closed episode: a caller may wait (for
+        room to export) between two lists, and nothing is half done meanwhile."""
         pending = self._pending
         waited, settled = now - self.reorder_window_ns, self._settled
         while pending and (pending[0][-2] <= waited or pending[0][-3] <= settled):
-            spans.extend(self._process(heapq.heappop(pending)[-1], now))
-            if budget is not None and len(spans) >= budget:
-                return spans
-        spans.extend(self.assembler.close_due(now))
-        return spans
+            yield self._process(heapq.heappop(pending)[-1], now)
+        yield from self.assembler.close_due(now)
 
-    def due(self, now: int) -> bool:
-        """Is anything waiting that has waited out the window by `now`, or been settled?"""
-        pending = self._pending  # the test `release` makes of its next state
-        return bool(pending) and (
-            pending[0][-2] <= now - self.reorder_window_ns or pending[0][-3] <= self._settled
-        )
-
-    def drain(self, now: int | None = None, *, budget: int | None = None) -> list[Span]:
-        """Process everything pending and close every episode (shutdown, end of replay).
+    def drain(self, now: int | None = None) -> Iterator[list[Span]]:
+        """Process everything pending and close every episode (shutdown, end of replay),
+        lazily as `release` does.
 
         With `now` None the clock is the events' own time: a replay closes episodes as
-        it goes, exactly as the rules say, whatever order the input came in.
-
-        With a `budget` (and a `now`), return once that many spans are out, so a caller
-        can hand them on before asking for more: call again until it returns nothing.
-        The pieces add up to what one call without a budget returns."""
-        if budget is not None:
-            if now is None:
-                raise ValueError("drain: a budget needs a `now`")
-            budget = max(1, budget)
-            spans: list[Span] = []
-            pending = self._pending
-            while pending and len(spans) < budget:
-                spans.extend(self._process(heapq.heappop(pending)[-1], now))
-            if len(spans) < budget:
-                spans.extend(self.assembler.close_some(budget - len(spans)))
-            return spans
-        spans = []
+        it goes, exactly as the rules say, whatever order the input came in."""
         pending = self._pending
         processed = 0
         while pending:
             state = heapq.heappop(pending)[-1]
             clock = state.last_ns if now is None else now
-            spans.extend(self._process(state, clock))
+            yield self._process(state, clock)
             processed += 1
             if now is None and processed % 1024 == 0:
-                spans.extend(self.assembler.close_due(clock))
-        spans.extend(self.assembler.close_all())
-        return spans
+                yield from self.assembler.close_due(clock)
+        yield from self.assembler.close_all()
 
     def forget_old_events(self, now: int) -> int:
         return self.tracker.forget_older_than(now - EVENT_MEMORY_NS)
@@ -163,4 +135,4 @@ def trace_recording(
         pipeline.add_object(obj)
     for state in states:
         pipeline.offer(state, now=0)
-    return pipeline.drain(), pipeline.stats
+    return [span for spans in pipeline.drain() for span in spans], pipeline.stats

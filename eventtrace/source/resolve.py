@@ -21,6 +21,7 @@ from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
 from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
 from eventtrace.source.parse import parse_object
+from eventtrace.source.watch import Item, Listed, Listing
 
 log = logging.getLogger("eventtrace.resolve")
 
@@ -212,8 +213,7 @@ class Resolver:
 class ObjectFeed:
     """One workload watch (of one namespace, or all) into the index. Deleted objects become
     tombstones; so do objects a re-list (after 410) no longer has, whose DELETED the watch
-    never delivered. Which objects those are, the index tells: no set of uids of its own
-    (4.5 MB for 100 000 objects)."""
+    never delivered: the uids seen between `Listing` and `Listed` say which."""
 
     def __init__(
         self, resolver: Resolver, kind: str, group: str = "", namespace: str | None = None
@@ -222,13 +222,25 @@ class ObjectFeed:
         self.kind = kind
         self.group = group
         self.namespace = namespace
+        self._listed: set[str] | None = None  # uids of the list under way
 
-    async def __call__(self, change: str, raw: dict[str, Any]) -> None:
+    async def __call__(self, item: Item) -> None:
+        if isinstance(item, Listing):
+            self._listed = set()
+        elif isinstance(item, Listed):
+            self.listed(self._listed or set())
+            self._listed = None
+        else:
+            self.change(item.type, item.object)
+
+    def change(self, change: str, raw: dict[str, Any]) -> None:
         if not raw.get("kind"):
             raw["kind"] = self.kind  # list items carry none
         obj = self.resolver.keep(raw)
         if obj is None:
             return
+        if self._listed is not None:
+            self._listed.add(obj.ref.uid)
         if change == "DELETED":
             self.resolver.bury(obj)
 

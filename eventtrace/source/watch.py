@@ -2,6 +2,12 @@
 clean end or a dropped stream reconnect from the last resourceVersion seen; on 410
 re-list. Transient failures back off with jitter, and honour Retry-After.
 
+What it reads is one stream of items handed to one consumer, in order: each change
+(`Change`), and around every list the markers `Listing` and `Listed` (as kopf's
+continuous watch yields "listed" inside its stream). Whoever queues the items keeps the
+markers in place, so a consumer knows, when it takes `Listed` off its queue, that
+everything of that list came before it.
+
 Event watches get no periodic bookmarks (the API server's watch cache is off for events),
 so a quiet stream is normal: only a stream silent past `inactivity_timeout` is restarted.
 """
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -36,9 +43,34 @@ from eventtrace.source.kube import (
 
 log = logging.getLogger("eventtrace.watch")
 
-# (watch type, object): "ADDED" for list items and synthetic adds, then MODIFIED/DELETED.
-# The object is what the watcher's `frames` read: a dict, or an event's shape.
-Handler = Callable[[str, Any], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object: ADDED (list items too), MODIFIED or DELETED. The object is what the
+    watcher's `frames` read: a dict, or an event decoded by the schema."""
+
+    type: str
+    object: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A list begins (again, after a failed attempt or a 410): what follows, up to
+    `Listed`, is one list, possibly with items seen before."""
+
+    watcher: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """The list that `Listing` began is complete: every object that existed at its
+    resourceVersion came before this marker."""
+
+    watcher: str
+
+
+Item = Change | Listing | Listed
+Consumer = Callable[[Item], Awaitable[None]]
 
 # Items a list page asks for: kubectl asks 500, but with the next page on its way
 # meanwhile, smaller pages parse faster (less memory touched at once): listing 116 132
@@ -53,35 +85,31 @@ class Forbidden(Exception):
 
 
 class Watcher:
-    """Keeps one resource (in one namespace, or all) flowing into a handler, forever."""
+    """Keeps one resource (in one namespace, or all) flowing into a consumer, forever."""
 
     def __init__(
         self,
         api: KubeApi,
         resource: Resource,
-        handler: Handler,
+        consumer: Consumer,
         metrics: Metrics,
         *,
         namespace: str | None = None,
         timeouts: tuple[float, float] = (300, 900),
         retry_forbidden: bool = True,
         on_forbidden: Callable[[Resource, str], None] | None = None,
-        on_listed: Callable[[set[str]], None] | None = None,
-        on_synced: Callable[[], None] | None = None,
         frames: Frames | None = None,
     ) -> None:
         self.api = api
         self.frames = frames if frames is not None else JsonFrames()
         self.resource = resource
-        self.handler = handler
+        self.consumer = consumer
         self.metrics = metrics
         self.namespace = namespace
         # timeoutSeconds asked of the server; how long a silent stream is believed.
         self.watch_timeout, self.inactivity_timeout = timeouts
         self.retry_forbidden = retry_forbidden
         self.on_forbidden = on_forbidden
-        self.on_listed = on_listed  # told the uids of every complete list
-        self.on_synced = on_synced  # told of every complete list, once handled
         self.synced = asyncio.Event()  # the first list is in
         # A list is under way (retries included): some of its items may be handed over,
         # not all. Only a complete list, or giving up (forbidden), ends it.
@@ -120,10 +148,10 @@ class Watcher:
 
     async def _list(self) -> None:
         path = self.resource.collection(self.namespace)
-        listed: set[str] = set()
         query = {"limit": str(PAGE_SIZE)}
         upcoming: asyncio.Task[bytes] | None = None
         self.listing = True
+        await self.consumer(Listing(self.name))
         try:
             page = self.frames.page(await self.api.get_bytes(path, query))
             while True:
@@ -141,23 +169,17 @@ class Watcher:
                 items, page.items = page.items, []
                 items.reverse()
                 while items:
-                    item = items.pop()
-                    if self.on_listed is not None:
-                        listed.add(str((item.get("metadata") or {}).get("uid") or ""))
-                    await self.handler("ADDED", item)
+                    await self.consumer(Change("ADDED", items.pop()))
                 if upcoming is None:
                     break
                 page, upcoming = self.frames.page(await upcoming), None
         finally:
-            if upcoming is not None:  # the handler failed, or we are stopping
+            if upcoming is not None:  # the consumer failed, or we are stopping
                 upcoming.cancel()
                 await asyncio.gather(upcoming, return_exceptions=True)
         self.resource_version = page.resource_version
         self.listing = False
-        if self.on_listed is not None:
-            self.on_listed(listed)
-        if self.on_synced is not None:
-            self.on_synced()
+        await self.consumer(Listed(self.name))
         self.lists += 1
         self.healthy = True
         self.synced.set()
@@ -203,7 +225,7 @@ class Watcher:
                 if frame.object is None:  # not a watch event as the API defines it
                     self._skipped(line)
                 elif frame.type != "BOOKMARK":
-                    await self.handler(frame.type, frame.object)
+                    await self.consumer(Change(frame.type, frame.object))
                 if frame.resource_version:
                     self.resource_version = frame.resource_version
 
