@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from eventtrace.core.assemble import TraceRules
+from eventtrace.core.episodes import TraceRules
 from eventtrace.core.filters import EventFilter
 
 ENV_PREFIX = "EVENTTRACE_"

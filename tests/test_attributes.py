@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from eventtrace.core.assemble import Episode, _EventNote, _ObjectEntry, event_span, object_spans
+from eventtrace.core.episodes import Episode, _EventNote, _ObjectEntry, object_spans
+from eventtrace.core.spans import event_span
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence
 from eventtrace.core.owners import Link
 
 BASE = {
-    "eventtrace.core.occurrences": 2,
+    "eventtrace.occurrences": 2,
     "k8s.event.count": 3,
     "k8s.event.message": "something happened",
     "k8s.event.name": "thing.17a",

@@ -4,7 +4,7 @@ they opened."""
 
 from __future__ import annotations
 
-from eventtrace.core.assemble import Assembler, TraceRules
+from eventtrace.core.episodes import Assembler, TraceRules
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence, SpanKind
 from eventtrace.core.owners import Link
 from helpers import flat

@@ -218,7 +218,7 @@ def assert_exactly_once(spans: list[ReceivedSpan], expected_occurrences: dict[st
     for span in spans:
         if "k8s.event.uid" in span.attributes:
             covered[span.attributes["k8s.event.uid"]] += span.attributes[
-                "eventtrace.core.occurrences"
+                "eventtrace.occurrences"
             ]
     assert dict(covered) == expected_occurrences
 

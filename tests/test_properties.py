@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventtrace.core.assemble import TraceRules
+from eventtrace.core.episodes import TraceRules
 from eventtrace.core.model import EventState, KubeObject, SpanKind
 from eventtrace.core.owners import names
 from eventtrace.core.pipeline import Pipeline, trace_recording
@@ -107,7 +107,7 @@ def test_every_occurrence_gives_exactly_one_span_and_ids_are_unique(cluster) -> 
     for span in spans:
         if span.kind is SpanKind.EVENT:
             covered[str(span.attribute("k8s.event.uid"))] += int(
-                span.attribute("eventtrace.core.occurrences") or 0
+                span.attribute("eventtrace.occurrences") or 0
             )
     assert covered == highest
 

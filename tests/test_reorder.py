@@ -3,7 +3,7 @@ been settled, and releases stay in occurrence order either way."""
 
 from __future__ import annotations
 
-from eventtrace.core.assemble import TraceRules
+from eventtrace.core.episodes import TraceRules
 from eventtrace.core.model import EventState, SpanKind
 from eventtrace.core.pipeline import Pipeline
 from eventtrace.source.parse import parse_event

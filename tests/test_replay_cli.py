@@ -101,7 +101,7 @@ def test_every_recorded_form_gives_the_same_spans(tmp_path: Path, form: str) -> 
     assert len({span["trace_id"] for span in spans}) == 1
     backoff = next(span for span in spans if span["name"] == "BackOff")
     assert backoff["status"] == "ERROR"
-    assert backoff["attributes"]["eventtrace.core.occurrences"] == 5
+    assert backoff["attributes"]["eventtrace.occurrences"] == 5
     assert backoff["end_ns"] - backoff["start_ns"] == 37 * 10**9
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eventtrace.core.assemble import Assembler, TraceRules
+from eventtrace.core.episodes import Assembler, TraceRules
 from eventtrace.core.model import EventState, KubeObject, Span
 from eventtrace.core.occurrences import OccurrenceTracker
 from eventtrace.core.owners import ObjectIndex

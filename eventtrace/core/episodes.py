@@ -1,4 +1,4 @@
-"""The heart: occurrences and their owner chains in, spans out. No I/O, no clock.
+"""Episodes: which occurrences make one trace, and where each object span hangs.
 
 A trace is one episode of one root (DESIGN §1). Event spans leave as soon as they are
 added; object spans leave when their episode closes, because an object span covers its
@@ -9,36 +9,12 @@ The caller passes "now" (wall time when live, event time in a replay) to close e
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from eventtrace.core import ids
-from eventtrace.core.model import (
-    AttributeValue,
-    KubeObject,
-    ObjectRef,
-    Occurrence,
-    Span,
-    SpanKind,
-    SpanStatus,
-)
+from eventtrace.core import ids, spans
+from eventtrace.core.model import Occurrence, Span
 from eventtrace.core.owners import Chain, Link, names
-
-FALLBACK_SERVICE = "kubernetes"
-
-# Kinds with an OpenTelemetry semantic-convention pair (k8s.<kind>.name / .uid).
-_SEMCONV = {
-    "Pod": "k8s.pod",
-    "ReplicaSet": "k8s.replicaset",
-    "Deployment": "k8s.deployment",
-    "StatefulSet": "k8s.statefulset",
-    "DaemonSet": "k8s.daemonset",
-    "Job": "k8s.job",
-    "CronJob": "k8s.cronjob",
-    "Node": "k8s.node",
-    "Namespace": "k8s.namespace",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +186,7 @@ class Assembler:
                 event.uid,
                 event.count,
             )
-        return event_span(
+        return spans.event_span(
             occurrence,
             trace_id=episode.trace_id,
             span_id=span_id,
@@ -241,8 +217,9 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
             low, high = extent[owner]
             extent[owner] = (min(low, entry.start_ns), max(high, entry.end_ns))
             owner, steps = episode.objects[owner].owner, steps + 1
-    root_manager = _spec_manager(episode.root.known)
-    spans = []
+    known_root = episode.root.known
+    root_manager = known_root.spec_manager if known_root is not None else ""
+    result = []
     for identity in sorted(episode.objects):
         entry = episode.objects[identity]
         cause = _cause(entry, episode) if entry.owner is not None else None
@@ -252,25 +229,21 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
             parent_id = episode.objects[entry.owner].span_id
         else:
             parent_id = None
-        service = (cause.component if cause else "") or root_manager or FALLBACK_SERVICE
-        instance = cause.instance if cause else ""
         start, end = extent[identity]
-        spans.append(
-            Span(
+        result.append(
+            spans.object_span(
+                entry.link,
                 trace_id=episode.trace_id,
                 span_id=entry.span_id,
                 parent_id=parent_id,
-                name=entry.link.ref.display_name,
-                kind=SpanKind.OBJECT,
                 start_ns=start,
-                end_ns=max(start, end),
-                status=SpanStatus.UNSET,
-                status_message="",
-                resource=_resource(service, instance, cluster),
-                attributes=_object_attributes(entry.link),
+                end_ns=end,
+                service=(cause.component if cause else "") or root_manager,
+                instance=cause.instance if cause else "",
+                cluster=cluster,
             )
         )
-    return spans
+    return result
 
 
 def _cause(entry: _ObjectEntry, episode: Episode) -> _EventNote | None:
@@ -291,166 +264,3 @@ def _cause(entry: _ObjectEntry, episode: Episode) -> _EventNote | None:
         ):
             best = note
     return best
-
-
-def _spec_manager(known: KubeObject | None) -> str:
-    return known.spec_manager if known is not None else ""
-
-
-def event_span(
-    occurrence: Occurrence,
-    *,
-    trace_id: str,
-    span_id: str,
-    parent_id: str,
-    involved: Link,
-    cluster: str,
-) -> Span:
-    event = occurrence.event
-    warning = event.is_warning
-    return Span(
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_id=parent_id,
-        name=event.reason,
-        kind=SpanKind.EVENT,
-        start_ns=occurrence.start_ns,
-        end_ns=max(occurrence.start_ns, occurrence.end_ns),
-        status=SpanStatus.ERROR if warning else SpanStatus.UNSET,
-        status_message=event.message if warning else "",
-        resource=_resource(event.component or FALLBACK_SERVICE, event.instance, cluster),
-        attributes=_event_attributes(occurrence, involved),
-    )
-
-
-@lru_cache(maxsize=4096)  # a few per component and node: the same tuple, built once
-def _resource(service: str, instance: str, cluster: str) -> tuple[tuple[str, AttributeValue], ...]:
-    items: list[tuple[str, AttributeValue]] = [
-        ("k8s.cluster.name", cluster),
-        ("service.name", service),
-    ]
-    if instance:
-        items.append(("service.instance.id", instance))
-    return tuple(sorted(items))
-
-
-def _event_attributes(
-    occurrence: Occurrence, involved: Link
-) -> tuple[tuple[str, AttributeValue], ...]:
-    event = occurrence.event
-    ref = event.involved
-    object_uid = _uid(involved.ref, ref)
-    values: tuple[AttributeValue, ...] = (
-        event.reason,
-        event.message,
-        event.type,
-        event.count,
-        event.uid,
-        event.name,
-        occurrence.occurrences,
-        ref.kind,
-        ref.name,
-        object_uid,
-        ref.api_version,
-        event.field_path,
-        event.action,
-        event.host,
-        ref.namespace,
-        ref.name,  # k8s.<kind>.name
-        object_uid,  # k8s.<kind>.uid
-    )
-    return _laid_out(ref.kind, values, _EVENT_KEYS, _EVENT_LAYOUTS)
-
-
-# (key, index into a span's values) by kind, sorted by key: see _layout.
-_Layouts = dict[str, tuple[tuple[str, int], ...]]
-
-# The attribute keys of an event span, in the order of `values` above.
-_EVENT_KEYS = (
-    "k8s.event.reason",
-    "k8s.event.message",
-    "k8s.event.type",
-    "k8s.event.count",
-    "k8s.event.uid",
-    "k8s.event.name",
-    "eventtrace.core.occurrences",
-    "k8s.object.kind",
-    "k8s.object.name",
-    "k8s.object.uid",
-    "k8s.object.api_version",
-    "k8s.object.fieldpath",
-    "k8s.event.action",
-    "k8s.node.name",
-    "k8s.namespace.name",
-)
-_EVENT_LAYOUTS: _Layouts = {}
-
-
-def _laid_out(
-    kind: str, values: tuple[AttributeValue, ...], keys: tuple[str, ...], layouts: _Layouts
-) -> tuple[tuple[str, AttributeValue], ...]:
-    """`values` (in the order of `keys`, then the kind's semantic-convention name and uid)
-    as attributes sorted by key, without empty strings: no dict per span."""
-    layout = layouts.get(kind)
-    if layout is None:
-        layout = _layout(kind, keys, layouts)
-    return tuple([(key, value) for key, at in layout if (value := values[at]) or value != ""])
-
-
-def _layout(kind: str, keys: tuple[str, ...], known: _Layouts) -> tuple[tuple[str, int], ...]:
-    """(key, index into the values) for a span about an object of this kind, sorted by key:
-    `keys` first, then the semantic-convention pair, which wins where it names the same key
-    (k8s.node.name of a Node, k8s.namespace.name of a Namespace)."""
-    slots = dict(zip(keys, range(len(keys)), strict=True))
-    semconv = _SEMCONV_KEYS.get(kind)
-    if semconv is not None:
-        slots[semconv[0]] = len(keys)
-        slots[semconv[1]] = len(keys) + 1
-    layout = tuple(sorted(slots.items()))
-    if len(known) < 1024:  # kinds are few; CRDs could be many
-        known[kind] = layout
-    return layout
-
-
-def _object_attributes(link: Link) -> tuple[tuple[str, AttributeValue], ...]:
-    ref = link.ref
-    uid = _uid(ref, ref)
-    values: tuple[AttributeValue, ...] = (
-        ref.kind,
-        ref.name,
-        uid,
-        ref.api_version,
-        ref.namespace,
-        True if link.known is None else "",
-        ref.name,  # k8s.<kind>.name
-        uid,  # k8s.<kind>.uid
-    )
-    return _laid_out(ref.kind, values, _OBJECT_KEYS, _OBJECT_LAYOUTS)
-
-
-# The attribute keys of an object span, in the order of `values` above.
-_OBJECT_KEYS = (
-    "k8s.object.kind",
-    "k8s.object.name",
-    "k8s.object.uid",
-    "k8s.object.api_version",
-    "k8s.namespace.name",
-    "eventtrace.object.unresolved",
-)
-_OBJECT_LAYOUTS: _Layouts = {}
-
-
-def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
-    """The object's real uid where known. kubelet reports a Node's name as its uid: that
-    is no uid, so leave it out rather than mislead."""
-    uid = resolved.uid or reported.uid
-    return "" if uid == reported.name else uid
-
-
-# (k8s.<kind>.name, k8s.<kind>.uid) by kind.
-_SEMCONV_KEYS = {kind: (f"{prefix}.name", f"{prefix}.uid") for kind, prefix in _SEMCONV.items()}
-
-
-def spans_in_order(spans: Iterable[Span]) -> list[Span]:
-    """A canonical order, for output and for comparing runs."""
-    return sorted(spans, key=lambda span: (span.trace_id, span.start_ns, span.span_id))
