@@ -18,6 +18,7 @@ BASE = {
     "k8s.event.message": "something happened",
     "k8s.event.name": "thing.17a",
     "k8s.event.reason": "Happened",
+    "k8s.event.start_time": "1970-01-01T00:00:00.000000001Z",  # its first occurrence
     "k8s.event.type": "Normal",
     "k8s.event.uid": "e-uid",
     "k8s.node.name": "node-7",  # the reporting host

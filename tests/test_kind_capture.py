@@ -15,18 +15,20 @@ from helpers import KIND_CAPTURE, tree
 DEPLOY, RS, POD = "deployment-controller", "replicaset-controller", "kubelet"
 SCHED = "default-scheduler"
 
+# Within a second, in the order the recorder created the events (the UnixNano in their
+# names, DESIGN §1), not alphabetical: Pulled before Created before Started.
 NEW_POD_1 = [
     ("Scheduled", SCHED, []),
     ("Pulling", POD, []),
-    ("Created", POD, []),
     ("Pulled", POD, []),
+    ("Created", POD, []),
     ("Started", POD, []),
 ]
 NEW_POD_2 = [
-    ("Created", POD, []),
-    ("Pulled", POD, []),
-    ("Started", POD, []),
     ("Scheduled", SCHED, []),
+    ("Pulled", POD, []),
+    ("Created", POD, []),
+    ("Started", POD, []),
 ]
 
 EXPECTED = [
@@ -37,13 +39,13 @@ EXPECTED = [
                 ("SuccessfulCreate", RS, [("pod/px-5d567cc74c-pmvzr", RS, NEW_POD_2)]),
             ]),
         ]),
-        ("ScalingReplicaSet", DEPLOY, []),
         ("ScalingReplicaSet", DEPLOY, [
             ("replicaset/px-7df978b9bf", DEPLOY, [
                 ("SuccessfulDelete", RS, [("pod/px-7df978b9bf-jm22q", RS, [("Killing", POD, [])])]),
                 ("SuccessfulDelete", RS, [("pod/px-7df978b9bf-bfdrj", RS, [("Killing", POD, [])])]),
             ]),
         ]),
+        ("ScalingReplicaSet", DEPLOY, []),
         ("ScalingReplicaSet", DEPLOY, []),
     ]),
 ]  # fmt: skip

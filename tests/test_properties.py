@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from itertools import pairwise
 from typing import Any
 
 from hypothesis import given, settings
@@ -134,18 +133,26 @@ def test_every_parent_is_in_the_same_trace_and_each_trace_has_one_root(cluster) 
 
 @settings(max_examples=100, deadline=None)
 @given(clusters())
-def test_episodes_respect_the_idle_gap(cluster) -> None:
-    """Within a trace, no gap between consecutive occurrence times reaches trace_idle."""
+def test_episodes_respect_the_idle_gap_and_trace_max(cluster) -> None:
+    """Within a trace, the occurrence ranges of its event spans, in order, each begin less
+    than trace_idle after the furthest reach of those before; no trace spans more than
+    trace_max, however far back a count reaches."""
     states, objects = cluster
     spans = _run(states, objects)
-    times: dict[str, list[int]] = defaultdict(list)
+    ranges: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for span in spans:
         if span.kind is SpanKind.EVENT:
-            times[span.trace_id].append(span.end_ns)
-    for ends in times.values():
-        ends.sort()
-        assert all(b - a < RULES.trace_idle_ns for a, b in pairwise(ends))
-        assert ends[-1] - ends[0] < RULES.trace_max_ns
+            ranges[span.trace_id].append((span.start_ns, span.end_ns))
+    for trace in ranges.values():
+        trace.sort()
+        reach = trace[0][1]
+        for start, end in trace[1:]:
+            assert start - reach < RULES.trace_idle_ns
+            reach = max(reach, end)
+    for trace_id in ranges:
+        in_trace = [span for span in spans if span.trace_id == trace_id]
+        length = max(s.end_ns for s in in_trace) - min(s.start_ns for s in in_trace)
+        assert length <= RULES.trace_max_ns
 
 
 @settings(max_examples=100, deadline=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from eventtrace.core import ids, spans
 from eventtrace.core.model import Occurrence, Span
@@ -26,9 +26,9 @@ class TraceRules:
 
 @dataclass(frozen=True, slots=True)
 class _EventNote:
-    """The first occurrence of one event in an episode: a candidate cause. Only what the
-    cause rules read, not the whole EventState: episodes keep these until they close (the
-    span id is worked out again from uid and count when needed rather than kept)."""
+    """One event of an object in an episode: a candidate cause. Its first occurrence in
+    the episode (start, and the count it reached), and its latest (end, count), which
+    tells incarnations of one name apart. Only what the cause rules read."""
 
     start_ns: int
     name: str
@@ -37,10 +37,16 @@ class _EventNote:
     instance: str
     uid: str
     event_count: int
+    end_ns: int = 0
+    end_count: int = 0
 
     @property
     def span_id(self) -> str:
         return ids.event_span_id(self.uid, self.event_count)
+
+    @property
+    def latest_span_id(self) -> str:
+        return ids.event_span_id(self.uid, self.end_count or self.event_count)
 
 
 @dataclass(slots=True)
@@ -64,13 +70,27 @@ class Episode:
     number: int = 0  # in the order episodes were opened: the order they close in
     objects: dict[str, _ObjectEntry] = field(default_factory=dict)
 
-    def accepts(self, time_ns: int, rules: TraceRules) -> bool:
-        if time_ns < self.start_ns:
+    def accepts(self, occurrence: Occurrence, rules: TraceRules) -> bool:
+        """Does the occurrence join? Its occurrences lie somewhere in [start, end] (one
+        point, unless first seen with a count or after a jump): it joins when that range
+        touches the episode within trace_idle, and begins within trace_max of its start."""
+        if occurrence.end_ns < self.start_ns:
             return True  # late and older than the episode: join rather than rewrite ids
         return (
-            time_ns < self.last_ns + rules.trace_idle_ns
-            and time_ns < self.start_ns + rules.trace_max_ns
+            occurrence.start_ns < self.last_ns + rules.trace_idle_ns
+            and occurrence.start_ns < self.start_ns + rules.trace_max_ns
         )
+
+    def clip(self, occurrence: Occurrence, rules: TraceRules) -> Occurrence:
+        """The occurrence within the episode's bounds, [start, start + trace_max]: no trace
+        is longer than trace_max. Its count stays, and its true first time is the event's
+        (k8s.event.start_time)."""
+        latest = self.start_ns + rules.trace_max_ns
+        start = min(max(occurrence.start_ns, self.start_ns), latest)
+        end = min(max(occurrence.end_ns, start), latest)
+        if (start, end) == (occurrence.start_ns, occurrence.end_ns):
+            return occurrence
+        return replace(occurrence, start_ns=start, end_ns=end)
 
     def due_at(self, rules: TraceRules) -> int:
         """When it closes: idle for trace_idle, or open for trace_max. Only ever later."""
@@ -99,11 +119,14 @@ class Assembler:
         root = chain[-1]
         spans: list[Span] = []
         episode = self._open.get(root.identity)
-        if episode is not None and not episode.accepts(occurrence.time_ns, self.rules):
+        if episode is not None and not episode.accepts(occurrence, self.rules):
             spans.extend(self._close(episode))
             episode = None
         if episode is None:
-            start = occurrence.time_ns
+            # At its first occurrence; a range longer than a trace can be (a count over
+            # days) at its last, the one occurrence known to be this recent.
+            first, last = occurrence.start_ns, occurrence.end_ns
+            start = first if last - first < self.rules.trace_max_ns else last
             self._opened += 1
             episode = Episode(
                 root=root,
@@ -118,7 +141,8 @@ class Assembler:
             heapq.heappush(
                 self._deadlines, (episode.due_at(self.rules), episode.number, root.identity)
             )
-        episode.last_ns = max(episode.last_ns, occurrence.time_ns)
+        occurrence = episode.clip(occurrence, self.rules)
+        episode.last_ns = max(episode.last_ns, occurrence.end_ns)
         episode.touched_at = max(episode.touched_at, now)
         spans.append(self._record(episode, occurrence, chain))
         return spans
@@ -171,13 +195,16 @@ class Assembler:
         if occurrence.end_ns > involved.end_ns:
             involved.end_ns = occurrence.end_ns
         note = involved.events.get(event.uid)
+        end, end_count = occurrence.end_ns, event.count
+        if note is not None and (note.end_ns, note.end_count) > (end, end_count):
+            end, end_count = note.end_ns, note.end_count
         # (start, span id) < the note's: its span id only matters on equal starts.
         if (
             note is None
             or start < note.start_ns
             or (start == note.start_ns and span_id < note.span_id)
         ):
-            involved.events[event.uid] = _EventNote(
+            note = _EventNote(
                 start,
                 event.name,
                 event.message,
@@ -186,6 +213,7 @@ class Assembler:
                 event.uid,
                 event.count,
             )
+        involved.events[event.uid] = replace(note, end_ns=end, end_count=end_count)
         return spans.event_span(
             occurrence,
             trace_id=episode.trace_id,
@@ -219,16 +247,18 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
             owner, steps = episode.objects[owner].owner, steps + 1
     known_root = episode.root.known
     root_manager = known_root.spec_manager if known_root is not None else ""
+    causes = _causes(episode, extent)
     result = []
     for identity in sorted(episode.objects):
         entry = episode.objects[identity]
-        cause = _cause(entry, episode) if entry.owner is not None else None
+        cause = causes.get(identity)
         if cause is not None:
-            parent_id: str | None = cause.span_id
+            parent_id: str | None = cause
         elif entry.owner is not None:
             parent_id = episode.objects[entry.owner].span_id
         else:
             parent_id = None
+        note = _note(episode, entry.owner, cause)
         start, end = extent[identity]
         result.append(
             spans.object_span(
@@ -238,29 +268,50 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
                 parent_id=parent_id,
                 start_ns=start,
                 end_ns=end,
-                service=(cause.component if cause else "") or root_manager,
-                instance=cause.instance if cause else "",
+                service=(note.component if note else "") or root_manager,
+                instance=note.instance if note else "",
                 cluster=cluster,
             )
         )
     return result
 
 
-def _cause(entry: _ObjectEntry, episode: Episode) -> _EventNote | None:
-    """The earliest event of its owner, in this episode, whose message names it (ties: the
-    lower name, then the lower span id, which is only worked out for a tie)."""
-    assert entry.owner is not None
-    name = entry.link.ref.name
-    best: _EventNote | None = None
-    for note in episode.objects[entry.owner].events.values():
-        if best is not None and (note.start_ns, note.name) > (best.start_ns, best.name):
+def _causes(episode: Episode, extent: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """The span id of each object's cause: the earliest event of its owner, in this
+    episode, whose message names it. Where the owner has several incarnations of one
+    name (a StatefulSet pod deleted and recreated: two uids), each takes the latest
+    naming event at or before its own first occurrence, else the earliest."""
+    children: dict[tuple[str, str, str], list[str]] = {}
+    for identity, entry in episode.objects.items():
+        if entry.owner is not None:
+            ref = entry.link.ref
+            children.setdefault((entry.owner, ref.kind, ref.name), []).append(identity)
+    causes: dict[str, str] = {}
+    for (owner, _, name), incarnations in children.items():
+        naming = [n for n in episode.objects[owner].events.values() if names(n.message, name)]
+        if not naming:
             continue
-        if not names(note.message, name):
+        earliest = min(naming, key=lambda n: (n.start_ns, n.name, n.span_id))
+        if len(incarnations) == 1:
+            causes[incarnations[0]] = earliest.span_id
             continue
-        if (
-            best is None
-            or (note.start_ns, note.name) < (best.start_ns, best.name)
-            or note.span_id < best.span_id
-        ):
-            best = note
-    return best
+        for identity in incarnations:
+            entry = episode.objects[identity]
+            first = entry.start_ns if entry.start_ns <= entry.end_ns else extent[identity][0]
+            before = [n for n in naming if n.end_ns <= first]
+            if before:
+                latest = min(before, key=lambda n: (-n.end_ns, n.name, n.uid))
+                causes[identity] = latest.latest_span_id
+            else:
+                causes[identity] = earliest.span_id
+    return causes
+
+
+def _note(episode: Episode, owner: str | None, span_id: str | None) -> _EventNote | None:
+    """The owner's event whose span is `span_id`: whose component made the object."""
+    if owner is None or span_id is None:
+        return None
+    for note in episode.objects[owner].events.values():
+        if span_id in (note.span_id, note.latest_span_id):
+            return note
+    return None

@@ -48,6 +48,8 @@ class KubeObject:
     # Field manager of the newest managedFields entry that touches `f:spec`.
     spec_manager: str = ""
     resource_version: str = ""
+    # A mirror pod's `kubernetes.io/config.hash`: the uid kubelet gives its static pod.
+    config_hash: str = ""
 
     @property
     def controller(self) -> ObjectRef | None:
@@ -101,11 +103,6 @@ class Occurrence:
     @property
     def occurrences(self) -> int:
         return self.event.count - self.previous_count
-
-    @property
-    def time_ns(self) -> int:
-        """When it happened, for episode membership: its latest occurrence."""
-        return self.end_ns
 
 
 class SpanStatus(Enum):

@@ -26,21 +26,26 @@ Chain = tuple[Link, ...]  # the involved object first, the root last
 
 
 def identity_of(ref: ObjectRef, known: KubeObject | None) -> str:
+    """What keys an object's span: its uid, else (no uid, or a Node's name given as its
+    uid) kind/namespace/name."""
     if known is not None and known.ref.uid:
         return known.ref.uid
+    if ref.uid and ref.uid != ref.name:
+        return ref.uid
     return f"{ref.kind}/{ref.namespace}/{ref.name}"
 
 
 class ObjectIndex:
     """What is known of objects, by uid and by kind/namespace/name, plus owner hints."""
 
-    __slots__ = ("_by_key", "_by_uid", "_count", "_hints")
+    __slots__ = ("_by_hash", "_by_key", "_by_uid", "_count", "_hints")
 
     def __init__(self) -> None:
         self._by_uid: dict[str, KubeObject] = {}
         # kind → namespace → name → object: nested rather than keyed by a (kind, namespace,
         # name) tuple, which would cost 64 bytes an object (6 MB for 100 000).
         self._by_key: dict[str, dict[str, dict[str, KubeObject]]] = {}
+        self._by_hash: dict[str, KubeObject] = {}  # mirror pods by their config hash
         self._count = 0
         self._hints: dict[tuple[str, str, str], ObjectRef] = {}
 
@@ -54,6 +59,8 @@ class ObjectIndex:
             return
         if obj.ref.uid:
             self._by_uid[obj.ref.uid] = obj
+        if obj.config_hash:
+            self._by_hash[obj.config_hash] = obj
         ref = obj.ref
         namespaces = self._by_key.get(ref.kind)
         if namespaces is None:
@@ -74,6 +81,8 @@ class ObjectIndex:
     def forget(self, obj: KubeObject) -> None:
         if self._by_uid.get(obj.ref.uid) is obj:
             del self._by_uid[obj.ref.uid]
+        if self._by_hash.get(obj.config_hash) is obj:
+            del self._by_hash[obj.config_hash]
         ref = obj.ref
         names = self._by_key.get(ref.kind, _NOTHING).get(ref.namespace)
         if names is not None and names.get(ref.name) is obj:
@@ -87,11 +96,22 @@ class ObjectIndex:
         return list(self._by_uid.values())
 
     def find(self, ref: ObjectRef) -> KubeObject | None:
-        found = self._by_uid.get(ref.uid) if ref.uid else None
+        """The object `ref` names: by its uid (DESIGN §1, identity), by kind, namespace and
+        name only where it has no uid or one that is no object's (kubelet's Node events
+        carry the node's name); a static pod's config hash names its mirror pod. A uid
+        the index does not have is an object it does not
+        know, even when another object of that name is known (a pod recreated under the
+        same name is another object)."""
+        names = self._by_key.get(ref.kind, _NOTHING).get(ref.namespace)
+        by_name = names.get(ref.name) if names is not None else None
+        if not ref.uid or ref.uid == ref.name:
+            return by_name
+        found = self._by_uid.get(ref.uid) or self._by_hash.get(ref.uid)
         if found is not None and found.ref.kind == ref.kind:
             return found
-        names = self._by_key.get(ref.kind, _NOTHING).get(ref.namespace)
-        return names.get(ref.name) if names is not None else None
+        if by_name is not None and not by_name.ref.uid:
+            return by_name  # known without a uid (a hand-made dump): nothing to tell apart
+        return None
 
     def learn_from(self, event: EventState) -> None:
         """A controller's message that names a child it made ("Created pod: NAME") tells us

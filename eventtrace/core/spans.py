@@ -6,6 +6,8 @@ turns an occurrence or an object into the span itself.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from eventtrace.core.model import (
     AttributeValue,
     ObjectRef,
@@ -14,6 +16,7 @@ from eventtrace.core.model import (
     SpanKind,
     SpanStatus,
 )
+from eventtrace.core.occurrences import first_occurrence_ns
 from eventtrace.core.owners import Link
 
 FALLBACK_SERVICE = "kubernetes"
@@ -106,6 +109,7 @@ def _event_attributes(occurrence: Occurrence, involved: Link) -> Attributes:
         "k8s.event.count": event.count,
         "k8s.event.uid": event.uid,
         "k8s.event.name": event.name,
+        "k8s.event.start_time": rfc3339(first_occurrence_ns(event)),
         "eventtrace.occurrences": occurrence.occurrences,
         "k8s.object.kind": ref.kind,
         "k8s.object.name": ref.name,
@@ -148,6 +152,14 @@ def _with_semconv(
 def _sorted(attributes: dict[str, AttributeValue]) -> Attributes:
     """Sorted by key, without empty strings: the same bytes for the same span, always."""
     return tuple(sorted((key, value) for key, value in attributes.items() if value != ""))
+
+
+def rfc3339(ns: int) -> str:
+    """`2021-02-17T14:21:02Z`, with as many fraction digits as the time has."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f".{fraction:09d}".rstrip("0") if fraction else ""
+    return f"{moment}{digits}Z"
 
 
 def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
