@@ -31,7 +31,7 @@ import generate  # noqa: E402  (bench/ is not a package)
 def measure(directory: Path) -> dict[str, Any]:
     import orjson
 
-    from eventtrace.core.assemble import TraceRules
+    from eventtrace.core.episodes import TraceRules
     from eventtrace.core.pipeline import trace_recording
     from eventtrace.source.parse import parse_event, parse_object
 

@@ -501,7 +501,7 @@ def _replay(endpoint: str, rest: list[str]) -> dict[str, Any]:
 def _expect(directory: Path) -> dict[str, Any]:
     """The spans the pipeline makes of the data: every frame (replay, live watch), and the
     final state of each event (what a list returns)."""
-    from eventtrace.core.assemble import TraceRules
+    from eventtrace.core.episodes import TraceRules
     from eventtrace.core.model import EventState, KubeObject, SpanKind
     from eventtrace.core.pipeline import trace_recording
     from eventtrace.settings import Settings

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from eventtrace.core.episodes import Episode, _EventNote, _ObjectEntry, object_spans
-from eventtrace.core.spans import event_span
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence
 from eventtrace.core.owners import Link
+from eventtrace.core.spans import event_span
 
 BASE = {
     "eventtrace.occurrences": 2,

@@ -1,5 +1,6 @@
-"""Watch lines and list pages read from their bytes: events into their shape where they
-fit it, as plain JSON where they do not, to the same states either way."""
+"""Watch lines and list pages read from their bytes: events decoded into the schema's
+`Event` where they fit it, as plain JSON where they are no event, to the same states
+either way."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
 import eventtrace
-from eventtrace.core.model import Rejected
+from eventtrace.core.model import EventState, Rejected
 from eventtrace.source.frames import EventFrames, JsonFrames
 from eventtrace.source.parse import parse_event
-from eventtrace.source.shapes import EventShape
+from eventtrace.source.schema import Event
 
 DEMO = Path(eventtrace.__file__).parent / "demo"
 
@@ -27,7 +28,7 @@ def demo_lines() -> list[bytes]:
     return lines
 
 
-def test_recorded_frames_read_as_shapes_give_the_states_plain_json_gives() -> None:
+def test_recorded_frames_decode_to_the_states_plain_json_gives() -> None:
     lines = demo_lines() + [
         orjson.dumps({"type": "MODIFIED", "object": event})
         for event in (EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE)
@@ -35,11 +36,11 @@ def test_recorded_frames_read_as_shapes_give_the_states_plain_json_gives() -> No
     assert len(lines) > 60
     for line in lines:
         typed, plain = EventFrames().frame(line), JsonFrames().frame(line)
-        assert isinstance(typed.object, EventShape), line  # the fast way was taken
+        assert isinstance(typed.object, Event), line
         assert (typed.type, typed.resource_version) == (plain.type, plain.resource_version)
         assert typed.resource_version
         state = parse_event(typed.object, "t")
-        assert not isinstance(state, Rejected)
+        assert isinstance(state, EventState)
         assert state == parse_event(plain.object, "t")
 
 
@@ -47,27 +48,32 @@ def test_error_and_bookmark_frames_are_read_as_plain_json() -> None:
     status = {"kind": "Status", "status": "Failure", "code": 410, "reason": "Expired",
               "message": "too old resource version: 1 (5)", "metadata": {}}  # fmt: skip
     error = EventFrames().frame(orjson.dumps({"type": "ERROR", "object": status}))
-    assert (error.type, error.object) == ("ERROR", status)
+    assert (error.type, error.object, error.resource_version) == ("ERROR", status, "")
     bookmark = {"kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": "77"}}
     frame = EventFrames().frame(orjson.dumps({"type": "BOOKMARK", "object": bookmark}))
-    assert (frame.type, frame.resource_version) == ("BOOKMARK", "77")
+    assert (frame.type, frame.object, frame.resource_version) == ("BOOKMARK", bookmark, "77")
 
 
-def test_an_event_of_another_shape_is_judged_by_the_models_as_before() -> None:
-    odd = copy.deepcopy(SCHEDULED_NEW_API_VIA_CORE)
-    odd["count"] = "3"  # pydantic reads a numeric string; the shape does not
-    odd["metadata"]["resourceVersion"] = "12"
-    frame = EventFrames().frame(orjson.dumps({"type": "ADDED", "object": odd}))
-    assert isinstance(frame.object, dict)
-    assert frame.resource_version == "12"
+def test_lax_values_are_decoded_as_the_dict_is_read() -> None:
+    lax = copy.deepcopy(SCHEDULED_NEW_API_VIA_CORE)
+    lax["count"] = "3"  # a number as a string
+    lax["series"] = {"count": 4.0}  # a whole number as a float
+    lax["metadata"]["resourceVersion"] = "12"
+    frame = EventFrames().frame(orjson.dumps({"type": "ADDED", "object": lax}))
+    assert isinstance(frame.object, Event)
+    assert (frame.object.count, frame.resource_version) == (3, "12")
     state = parse_event(frame.object, "t")
-    assert not isinstance(state, Rejected) and state.count == 3
+    assert isinstance(state, EventState) and state.count == 4
+    assert state == parse_event(lax, "t")
+
+
+def test_an_event_that_does_not_fit_is_read_as_plain_json_and_named() -> None:
     unusable = copy.deepcopy(EVENTS_V1)
     del unusable["regarding"]["name"]
     frame = EventFrames().frame(orjson.dumps({"type": "ADDED", "object": unusable}))
-    rejected = parse_event(frame.object, "t")
-    assert isinstance(rejected, Rejected) and rejected.category == "schema"
-    assert "regarding.name is missing" in str(rejected)  # the models' words, not msgspec's
+    assert (frame.type, frame.object, frame.resource_version) == ("ADDED", unusable, "9")
+    rejected = parse_event(frame.object, "watch")
+    assert rejected == Rejected("watch", "event shop/web-0.17a: regarding.name is missing")
 
 
 def test_a_page_reads_its_items_continue_token_and_version() -> None:
@@ -76,26 +82,42 @@ def test_a_page_reads_its_items_continue_token_and_version() -> None:
               "items": [SCHEDULED_NEW_API_VIA_CORE, EVENTS_V1]}  # fmt: skip
     body = orjson.dumps(listed)
     typed, plain = EventFrames().page(body), JsonFrames().page(body)
-    assert all(isinstance(item, EventShape) for item in typed.items)
+    assert all(isinstance(item, Event) for item in typed.items)
     assert (typed.continue_token, typed.resource_version) == ("next-1", "900")
     assert (plain.continue_token, plain.resource_version) == ("next-1", "900")
-    assert [parse_event(item, "t") for item in typed.items] == [
-        parse_event(item, "t") for item in plain.items
-    ]
+    states = [parse_event(item, "t") for item in typed.items]
+    assert all(isinstance(state, EventState) for state in states)
+    assert states == [parse_event(item, "t") for item in plain.items]
     last = EventFrames().page(orjson.dumps({"metadata": {"resourceVersion": "901"}, "items": []}))
     assert (last.items, last.continue_token, last.resource_version) == ([], "", "901")
+    empty = EventFrames().page(orjson.dumps({"kind": "EventList", "items": None}))
+    assert (empty.items, empty.continue_token, empty.resource_version) == ([], "", "")
 
 
-def test_a_page_with_one_odd_item_is_read_as_plain_json_whole() -> None:
+def test_an_item_that_does_not_fit_is_rejected_alone_by_its_position() -> None:
     odd = copy.deepcopy(EVENTS_V1)
-    odd["series"]["count"] = 2.0
-    body = orjson.dumps({"metadata": {"resourceVersion": "5"}, "items": [EVENTS_V1, odd]})
+    odd["series"]["count"] = 2.5
+    body = orjson.dumps(
+        {"metadata": {"resourceVersion": "5"}, "items": [EVENTS_V1, odd, "an event?", EVENTS_V1]}
+    )
     page = EventFrames().page(body)
-    assert [type(item) for item in page.items] == [dict, dict]
     assert page.resource_version == "5"
-    states = [parse_event(item, "t") for item in page.items]
-    assert states == [parse_event(EVENTS_V1, "t"), parse_event(odd, "t")]
-    assert not isinstance(states[1], Rejected) and states[1].count == 2  # pydantic's reading
+    assert [type(item) for item in page.items] == [Event, Rejected, Rejected, Event]
+    states = [parse_event(item, "watch") for item in page.items]
+    assert states == [
+        parse_event(EVENTS_V1, "t"),
+        Rejected(
+            "page item 1", "event shop/web-0.17a: series.count = 2.5: expected int, got float"
+        ),
+        Rejected("page item 2", "expected an Event object, got str", "not_an_object"),
+        parse_event(EVENTS_V1, "t"),
+    ]
+
+
+def test_a_page_of_no_list_shape_is_read_as_plain_json() -> None:
+    body = orjson.dumps({"metadata": {"continue": 5}, "items": [EVENTS_V1]})
+    page = EventFrames().page(body)
+    assert (page.items, page.continue_token) == ([EVENTS_V1], "5")
 
 
 @pytest.mark.parametrize("reader", [EventFrames(), JsonFrames()], ids=["events", "json"])

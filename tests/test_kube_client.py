@@ -20,7 +20,7 @@ from eventtrace.metrics import Metrics
 from eventtrace.source import kube, watch
 from eventtrace.source.frames import EventFrames, Frames, JsonFrames
 from eventtrace.source.kube import CORE_EVENTS, KubeApi, load_client
-from eventtrace.source.shapes import EventShape
+from eventtrace.source.schema import Event as EventShape
 from eventtrace.source.watch import Change, Item, Listed, Listing, Watcher
 from support.apiserver import ApiServer, make_event, object_reference, write_kubeconfig
 from support.connect_proxy import ConnectProxy
@@ -170,7 +170,9 @@ async def test_a_list_comes_between_its_markers_then_the_watch_follows(
         running = asyncio.create_task(watcher.run())
         await asyncio.wait_for(watcher.synced.wait(), 10)
         await apiserver.wait_for_watches("events")
-        names.append(some_events(apiserver, 1)[0])
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+        event = make_event("Pulling", "image 5", object_reference(pod))
+        names.append(apiserver.create(event)["metadata"]["name"])
         await asyncio.wait_for(watched.wait(), 10)
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

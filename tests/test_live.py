@@ -217,9 +217,7 @@ def assert_exactly_once(spans: list[ReceivedSpan], expected_occurrences: dict[st
     covered: dict[str, int] = defaultdict(int)
     for span in spans:
         if "k8s.event.uid" in span.attributes:
-            covered[span.attributes["k8s.event.uid"]] += span.attributes[
-                "eventtrace.occurrences"
-            ]
+            covered[span.attributes["k8s.event.uid"]] += span.attributes["eventtrace.occurrences"]
     assert dict(covered) == expected_occurrences
 
 

@@ -60,12 +60,12 @@ async def test_deleted_is_buried_and_a_relist_does_not_bury_it_again() -> None:
 async def test_a_relist_leaves_other_kinds_groups_and_namespaces_alone() -> None:
     r = resolver()
     shop = r.feed("ReplicaSet", "apps", namespace="shop")
-    await shop("ADDED", raw("mine", "u-1"))
-    await r.feed("ReplicaSet", "apps", namespace="other")("ADDED", raw("x", "u-2", "other"))
-    await r.feed("ReplicaSet", "example.com")(
+    shop.change("ADDED", raw("mine", "u-1"))
+    r.feed("ReplicaSet", "apps", namespace="other").change("ADDED", raw("x", "u-2", "other"))
+    r.feed("ReplicaSet", "example.com").change(
         "ADDED", raw("y", "u-3", api_version="example.com/v1")
     )
-    await r.feed("Deployment", "apps")("ADDED", raw("z", "u-4"))
+    r.feed("Deployment", "apps").change("ADDED", raw("z", "u-4"))
     shop.listed(set())
     assert after_the_tombstones(r) == 1
     assert not known(r, "ReplicaSet", "mine")

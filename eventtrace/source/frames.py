@@ -1,34 +1,37 @@
 """What a watch line or a list page holds, read from its bytes.
 
 Any resource's lines and pages are read as plain JSON (`JsonFrames`). Events, the bulk of
-what eventtrace reads, are read by msgspec straight into `EventShape`s: only the fields
-the parser looks at become Python objects (not the managedFields and the rest of every
-event), and a page's items need no dict each. Whatever does not fit that shape (an ERROR
-or BOOKMARK frame, an event with an odd field) is read as plain JSON instead, so the
-parser and the watch loop see it exactly as they would have.
+what eventtrace reads, are decoded by msgspec straight into the schema's `Event`
+(`EventFrames`): only the fields parsing reads become Python objects. What is no event's
+frame (a BOOKMARK, an ERROR's Status) is read as plain JSON, and so is an event frame
+that does not fit the schema, for parse.py to say what is wrong with it. A list page
+with an item that does not fit is decoded item by item: that item becomes a `Rejected`
+naming its position on the page, and the others are read as usual.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 import orjson
 
-from eventtrace.source.shapes import EventShape
+from eventtrace.core.model import Rejected
+from eventtrace.source.parse import rejected_event
+from eventtrace.source.schema import Event
 
 
 @dataclass(slots=True)
 class Frame:
     type: str  # ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
-    object: Any  # a dict, an EventShape, or None if the frame had no object
+    object: Any  # a dict, an Event, or None if the frame had no object
     resource_version: str = ""
 
 
 @dataclass(slots=True)
 class Page:
-    items: list[Any]
+    items: list[Any]  # dicts; or Events, and the Rejected of those that do not fit
     continue_token: str = ""
     resource_version: str = ""
 
@@ -69,7 +72,7 @@ class JsonFrames:
 
 class _EventFrame(msgspec.Struct):
     type: str
-    object: EventShape
+    object: Event
 
 
 class _ListMeta(msgspec.Struct, rename={"continue_token": "continue"}):
@@ -77,36 +80,53 @@ class _ListMeta(msgspec.Struct, rename={"continue_token": "continue"}):
     resourceVersion: str = ""
 
 
-class _EventPage(msgspec.Struct):
+_Item = TypeVar("_Item")
+
+
+class _Page(msgspec.Struct, Generic[_Item]):
     metadata: _ListMeta = msgspec.field(default_factory=_ListMeta)
-    items: list[EventShape] | None = None
+    items: list[_Item] | None = None
 
 
-# The frame types an event shape can come in; anything else is read as plain JSON.
+_frames = msgspec.json.Decoder(_EventFrame, strict=False)
+_pages = msgspec.json.Decoder(_Page[Event], strict=False)
+# For a page with an item that does not fit: each item decoded on its own.
+_raw_pages = msgspec.json.Decoder(_Page[msgspec.Raw], strict=False)
+_events = msgspec.json.Decoder(Event, strict=False)
+# The frame types an event can come in; anything else is read as plain JSON.
 _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
 class EventFrames:
-    """Events as `EventShape`s where they fit it, else as dicts (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self._frames = msgspec.json.Decoder(_EventFrame)
-        self._pages = msgspec.json.Decoder(_EventPage)
-        self._json = JsonFrames()
+    """Events as `Event`s where they fit the schema (see the module docstring). A
+    malformed line or page raises orjson's error, as `JsonFrames` does."""
 
     def frame(self, line: bytes) -> Frame:
         try:
-            frame = self._frames.decode(line)
-        except msgspec.DecodeError:  # a ValidationError too: not an event's shape
-            return self._json.frame(line)
+            frame = _frames.decode(line)
+        except msgspec.DecodeError:  # a ValidationError too: not an event that fits
+            return JsonFrames().frame(line)
         if frame.type not in _EVENT_TYPES:
-            return self._json.frame(line)
+            return JsonFrames().frame(line)
         return Frame(frame.type, frame.object, frame.object.metadata.resourceVersion)
 
     def page(self, body: bytes) -> Page:
         try:
-            page = self._pages.decode(body)
-        except msgspec.DecodeError:  # one odd item: the whole page as plain JSON
-            return self._json.page(body)
-        meta = page.metadata
-        return Page(page.items or [], meta.continue_token, meta.resourceVersion)
+            page: _Page[Any] = _pages.decode(body)
+            items = page.items or []
+        except msgspec.ValidationError:  # an item that does not fit, or no list's shape
+            try:
+                page = _raw_pages.decode(body)
+            except msgspec.ValidationError:  # no list's shape: as JsonFrames reads it
+                return JsonFrames().page(body)
+            items = [_event(item, position) for position, item in enumerate(page.items or [])]
+        except msgspec.DecodeError:  # malformed: orjson raises its error
+            return JsonFrames().page(body)
+        return Page(items, page.metadata.continue_token, page.metadata.resourceVersion)
+
+
+def _event(item: msgspec.Raw, position: int) -> Event | Rejected:
+    try:
+        return _events.decode(item)
+    except msgspec.ValidationError as error:
+        return rejected_event(msgspec.json.decode(item), f"page item {position}", error)

@@ -1,197 +1,104 @@
-"""Raw Kubernetes JSON in, plain model out. Pydantic checks the shape at this one edge.
+"""Events and objects as read (schema.py) to the plain model, or the reason they are unusable.
 
-Both Event APIs map to one `EventState`: core/v1 (`involvedObject`, `message`, `source`,
-`firstTimestamp`, `count`) and events.k8s.io/v1 (`regarding`, `note`, `deprecatedSource`,
-`deprecatedFirstTimestamp`, `deprecatedCount`, `series`). Real events have null
-timestamps, empty `source`, absent `count`: every field is optional except what names
-the event and what it is about.
-
-Well-formed input takes the fast path (fast_path.py), which gives exactly what the
-models here would; they judge whatever it is unsure of.
+`parse_event` and `parse_object` take a dict (a file's record, a watch's plain JSON), or
+for events the struct frames.py decoded from a watch frame or a list page. What is wrong
+with an input is said with where it came from (file:line, "watch"), which event or
+object, and which field: `events.json:7: event shop/web.1: count = "many": expected int
+| null, got str`. Each `Rejected` has a category, a metric label: schema, no_time,
+not_an_object, no_name.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
-from eventtrace.source.fast_path import (
-    CLUSTER_SCOPED,
-    EPOCH,
-    LATEST_NS,
-    TRUNCATED,
-    bounded,
-    fast_event,
-    fast_object,
+from eventtrace.core.occurrences import first_occurrence_ns
+from eventtrace.source.schema import Event, ManagedFieldsEntry, Object
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A mirror pod's annotation naming its static pod, whose events carry it as their uid.
+MIRROR_CONFIG_HASH = "kubernetes.io/config.hash"
+_MICROSECOND = timedelta(microseconds=1)
+TRUNCATED = " …[truncated]"
+# The latest time a span can have: OTLP carries nanoseconds since 1970 in 64 bits, and
+# backends written in Go (Jaeger, the Collector) turn them into times as signed: 2262-04-11.
+LATEST_NS = 2**63 - 1
+# Kinds without a namespace: their owners' references name none either.
+CLUSTER_SCOPED = frozenset(
+    {
+        "Node",
+        "Namespace",
+        "PersistentVolume",
+        "StorageClass",
+        "ClusterRole",
+        "CustomResourceDefinition",
+    }
 )
-from eventtrace.source.shapes import EventShape
-
-
-def _span_time(moment: datetime | None) -> datetime | None:
-    """An event's time as unset (null) where no span can have it: Kubernetes' zero time
-    (0001-01-01T00:00:00Z, which some clients write for "unset"), anything before 1970
-    or after 2262. The other times of the event are used instead, as for a null."""
-    if moment is None or 0 <= to_ns(moment) <= LATEST_NS:
-        return moment
-    return None
-
-
-_Time = Annotated[datetime | None, AfterValidator(_span_time)]
-
-
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _Meta(_Input):
-    name: str = ""
-    namespace: str = ""
-    uid: str = ""
-    resourceVersion: str = ""
-    creationTimestamp: _Time = None
-
-
-class _Ref(_Input):
-    kind: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    namespace: str = ""
-    uid: str = ""
-    apiVersion: str = ""
-    fieldPath: str = ""
-
-
-class _Source(_Input):
-    component: str = ""
-    host: str = ""
-
-
-class _Series(_Input):
-    count: int = Field(ge=0)
-    lastObservedTime: _Time = None
-
-
-def _either(core: str, events_v1: str) -> Any:
-    return Field(None, validation_alias=AliasChoices(core, events_v1))
-
-
-class _Event(_Input):
-    metadata: _Meta
-    involved: _Ref = Field(validation_alias=AliasChoices("involvedObject", "regarding"))
-    reason: str = ""
-    message: str | None = _either("message", "note")
-    type: str = "Normal"
-    source: _Source | None = _either("source", "deprecatedSource")
-    firstTimestamp: _Time = _either("firstTimestamp", "deprecatedFirstTimestamp")
-    lastTimestamp: _Time = _either("lastTimestamp", "deprecatedLastTimestamp")
-    count: int | None = _either("count", "deprecatedCount")
-    eventTime: _Time = None
-    series: _Series | None = None
-    action: str | None = None
-    reportingComponent: str | None = _either("reportingComponent", "reportingController")
-    reportingInstance: str | None = None
-
-
-class _OwnerReference(_Input):
-    kind: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    uid: str = ""
-    apiVersion: str = ""
-    controller: bool | None = None
-
-
-class _ManagedFields(_Input):
-    manager: str = ""
-    time: datetime | None = None
-    fieldsV1: dict[str, Any] | None = None
-
-
-class _ObjectMeta(_Meta):
-    ownerReferences: list[_OwnerReference] = []
-    managedFields: list[_ManagedFields] = []
-
-
-class _Object(_Input):
-    kind: str = Field(min_length=1)
-    apiVersion: str = ""
-    metadata: _ObjectMeta
-
-
-def to_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch, exactly (no float rounding of microseconds)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def parse_event(raw: Any, where: str, *, max_message_bytes: int = 4096) -> EventState | Rejected:
-    """One Event (either API) as the model, or why it cannot be used: from a dict, or from
-    its shape when it was read straight from JSON (a watch frame, a list item: frames.py)."""
-    if isinstance(raw, EventShape):
-        shape = raw
-    elif isinstance(raw, dict):
+    """One Event (either API) as the model, or why it cannot be used. A `Rejected` (what
+    frames.py makes of a list item that does not fit the schema) is returned as it is,
+    so the caller counts it as it counts any other."""
+    if isinstance(raw, dict):
         try:
-            shape = msgspec.convert(raw, EventShape)
-        except msgspec.ValidationError:
-            return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
-    else:
+            raw = msgspec.convert(raw, Event, strict=False)
+        except msgspec.ValidationError as error:
+            return rejected_event(raw, where, error)
+    elif isinstance(raw, Rejected):
+        return raw
+    elif not isinstance(raw, Event):
         return Rejected(
             where, f"expected an Event object, got {type(raw).__name__}", "not_an_object"
         )
-    fast = fast_event(shape, max_message_bytes)
-    if fast is not None:
-        return fast
-    if shape is raw:
-        # What the models must judge: the shape holds every field they read, as it came
-        # (fields absent stay absent), so they see what they would have seen in the input.
-        raw = msgspec.to_builtins(shape)
-    return parse_event_strictly(raw, where, max_message_bytes=max_message_bytes)
+    return _event_state(raw, where, max_message_bytes)
 
 
-def parse_event_strictly(
-    raw: dict[str, Any], where: str, *, max_message_bytes: int = 4096
-) -> EventState | Rejected:
-    """The same through pydantic alone: the judge of anything the fast path is unsure of,
-    and the reference it is tested against."""
-    try:
-        event = _Event.model_validate(raw)
-    except ValidationError as error:
-        return Rejected(where, f"event {_event_name(raw)}: {_first_error(error)}", "schema")
+def _event_state(event: Event, where: str, max_message_bytes: int) -> EventState | Rejected:
     meta = event.metadata
+    involved = event.involvedObject or event.regarding
+    if involved is None:
+        missing = "involvedObject is missing (or regarding, in events.k8s.io/v1)"
+        return Rejected(where, f"event {_name(meta.namespace, meta.name)}: {missing}")
     if not meta.name and not meta.uid:
         return Rejected(where, "event without metadata.name or metadata.uid", "no_name")
 
-    first = event.eventTime or event.firstTimestamp or event.lastTimestamp
-    last = (event.series.lastObservedTime if event.series else None) or event.lastTimestamp
-    first = first or last or meta.creationTimestamp
+    series = event.series
+    created = _span_time(meta.creationTimestamp)
+    first_time = _span_time(event.firstTimestamp or event.deprecatedFirstTimestamp)
+    last_time = _span_time(event.lastTimestamp or event.deprecatedLastTimestamp)
+    series_last = _span_time(series.lastObservedTime) if series else None
+    last = _first_set(series_last, last_time)
+    first = _first_set(_span_time(event.eventTime), first_time, last_time, last, created)
     if first is None:
         return Rejected(
             where,
-            f"event {meta.namespace}/{meta.name}: no usable time (eventTime, "
+            f"event {_name(meta.namespace, meta.name)}: no usable time (eventTime, "
             "firstTimestamp, lastTimestamp and creationTimestamp are all null, or before "
             "1970 or after 2262)",
             "no_time",
         )
-    first_ns = to_ns(first)
-    last_ns = max(first_ns, to_ns(last)) if last is not None else first_ns
+    first = first_occurrence_ns(meta.name, first)
 
-    if event.series is not None and event.series.count > 0:
-        count = event.series.count
+    if series is not None and series.count > 0:
+        count = series.count
     else:
-        count = event.count if event.count and event.count > 0 else 1
+        count = max(event.count or event.deprecatedCount or 1, 1)
 
-    source = event.source or _Source()
-    involved = event.involved
+    source = event.source or event.deprecatedSource
+    host = source.host if source else ""
     return EventState(
         uid=meta.uid or f"{meta.namespace}/{meta.name}",
         name=meta.name,
         namespace=meta.namespace,
         reason=event.reason or "Unknown",
-        message=bounded(event.message or "", max_message_bytes),
+        message=bounded(event.message or event.note or "", max_message_bytes),
         type=event.type or "Normal",
         involved=ObjectRef(
             kind=involved.kind,
@@ -201,15 +108,53 @@ def parse_event_strictly(
             api_version=involved.apiVersion,
         ),
         count=count,
-        first_ns=first_ns,
-        last_ns=last_ns,
+        first_ns=first,
+        last_ns=first if last is None else max(first, last),
         field_path=involved.fieldPath,
-        component=source.component or event.reportingComponent or "",
-        instance=event.reportingInstance or source.host,
-        host=source.host,
+        component=(
+            (source.component if source else "")
+            or event.reportingComponent
+            or event.reportingController
+            or ""
+        ),
+        instance=event.reportingInstance or host,
+        host=host,
         action=event.action or "",
         resource_version=meta.resourceVersion,
     )
+
+
+def _span_time(moment: datetime | None) -> int | None:
+    """A time as nanoseconds, or None where no span can have it: Kubernetes' zero time
+    (0001-01-01T00:00:00Z, which some clients write for "unset"), anything before 1970
+    or after 2262. The event's other times are used instead, as for a null."""
+    if moment is None:
+        return None
+    nanoseconds = to_ns(moment)
+    return nanoseconds if 0 <= nanoseconds <= LATEST_NS else None
+
+
+def _first_set(*times: int | None) -> int | None:
+    for time in times:
+        if time is not None:
+            return time
+    return None
+
+
+def to_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch, exactly (no float rounding of microseconds). A time
+    without a zone is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // _MICROSECOND * 1_000
+
+
+def bounded(message: str, limit: int) -> str:
+    """The message, cut to `limit` bytes of UTF-8 (and marked as cut) if it is longer."""
+    data = message.encode()
+    if len(data) <= limit:
+        return message
+    return data[:limit].decode(errors="ignore") + TRUNCATED
 
 
 def message_was_truncated(state: EventState) -> bool:
@@ -217,23 +162,17 @@ def message_was_truncated(state: EventState) -> bool:
 
 
 def parse_object(raw: Any, where: str, *, kind: str = "") -> KubeObject | Rejected:
-    """An object (from a dump or a watch) reduced to identity, owners and spec manager."""
+    """An object (from a dump or a watch) reduced to identity, owners and spec manager.
+    `kind` is the list's item kind, for list items, which carry none."""
     if not isinstance(raw, dict):
         return Rejected(where, f"expected an object, got {type(raw).__name__}", "not_an_object")
     if kind and not raw.get("kind"):
-        raw = {**raw, "kind": kind}  # list items carry no kind
-    fast = fast_object(raw)
-    if fast is not None:
-        return fast
-    return parse_object_strictly(raw, where)
-
-
-def parse_object_strictly(raw: dict[str, Any], where: str) -> KubeObject | Rejected:
-    """The same through pydantic alone (see `parse_event_strictly`)."""
+        raw = {**raw, "kind": kind}
     try:
-        obj = _Object.model_validate(raw)
-    except ValidationError as error:
-        return Rejected(where, f"object {_object_name(raw)}: {_first_error(error)}", "schema")
+        obj = msgspec.convert(raw, Object, strict=False)
+    except msgspec.ValidationError as error:
+        name = f"{raw.get('kind') or 'object'} {_name_in(raw)}"
+        return Rejected(where, f"{name}: {_problem(error, raw)}", "schema")
     meta = obj.metadata
     if not meta.name:
         return Rejected(where, f"{obj.kind} without metadata.name", "no_name")
@@ -251,7 +190,7 @@ def parse_object_strictly(raw: dict[str, Any], where: str) -> KubeObject | Rejec
                     kind=owner.kind,
                     name=owner.name,
                     # Owners live in the object's namespace; cluster-scoped ones ignore it.
-                    namespace=meta.namespace if owner.kind not in CLUSTER_SCOPED else "",
+                    namespace="" if owner.kind in CLUSTER_SCOPED else meta.namespace,
                     uid=owner.uid,
                     api_version=owner.apiVersion,
                 ),
@@ -261,41 +200,82 @@ def parse_object_strictly(raw: dict[str, Any], where: str) -> KubeObject | Rejec
         ),
         spec_manager=_spec_manager(meta.managedFields),
         resource_version=meta.resourceVersion,
+        config_hash=(meta.annotations or {}).get(MIRROR_CONFIG_HASH, ""),
     )
 
 
-def _spec_manager(entries: list[_ManagedFields]) -> str:
-    """The field manager of the newest entry that touches the spec (status-only ones don't)."""
-    best: tuple[datetime, int] | None = None
-    manager = ""
-    for position, entry in enumerate(entries):
-        if not entry.fieldsV1 or "f:spec" not in entry.fieldsV1 or not entry.manager:
-            continue
-        rank = (entry.time or EPOCH, position)
-        if best is None or rank > best:
-            best, manager = rank, entry.manager
-    return manager
+def _spec_manager(entries: list[ManagedFieldsEntry]) -> str:
+    """The manager of the newest entry that touches the spec (status-only ones don't); of
+    entries as new, the last."""
+    touching = [
+        (to_ns(entry.time) if entry.time else 0, position, entry.manager)
+        for position, entry in enumerate(entries)
+        if entry.manager and entry.fieldsV1 and "f:spec" in entry.fieldsV1
+    ]
+    return max(touching)[2] if touching else ""
 
 
-def _event_name(raw: dict[str, Any]) -> str:
+def rejected_event(raw: Any, where: str, error: msgspec.ValidationError) -> Rejected:
+    """An event that does not fit the schema, named, with what is wrong: `raw` is the
+    event as plain JSON, `error` what msgspec said of it."""
+    if not isinstance(raw, dict):
+        return Rejected(
+            where, f"expected an Event object, got {type(raw).__name__}", "not_an_object"
+        )
+    return Rejected(where, f"event {_name_in(raw)}: {_problem(error, raw)}", "schema")
+
+
+def _name(namespace: Any, name: Any) -> str:
+    """`namespace/name`, or `name` where there is no namespace: an input in messages."""
+    if not isinstance(name, str) or not name:
+        return "(unnamed)"
+    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+
+
+def _name_in(raw: dict[str, Any]) -> str:
+    """The same from an input's metadata, however malformed the rest."""
     meta = raw.get("metadata")
-    if isinstance(meta, dict) and meta.get("name"):
-        namespace = meta.get("namespace") or ""
-        return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
-    return "(unnamed)"
+    if not isinstance(meta, dict):
+        return "(unnamed)"
+    return _name(meta.get("namespace"), meta.get("name"))
 
 
-def _object_name(raw: dict[str, Any]) -> str:
-    return f"{raw.get('kind') or 'object'} {_event_name(raw)}"
+# msgspec's "... - at `$.involvedObject.name`"; its path steps: `.key`, `[index]`.
+_WHERE = re.compile(r"(?P<problem>.*?)(?: - at `\$\.?(?P<path>.*)`)?")
+_MISSING = re.compile(r"Object missing required field `(?P<field>.*)`")
+_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 
-def _first_error(error: ValidationError) -> str:
-    item = error.errors()[0]
-    path = ".".join(str(part) for part in item["loc"])
-    if item["type"] == "missing":
-        return f"{path} is missing"
-    got = item.get("input")
-    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{path}: {item['msg'].removeprefix('Value error, ')} (got {shown})"
+def _problem(error: msgspec.ValidationError, raw: dict[str, Any]) -> str:
+    """msgspec's error in words: `involvedObject.name is missing`, `count = "many":
+    expected int | null, got str`. The value is shown where it is short and scalar."""
+    said = _WHERE.fullmatch(str(error))
+    assert said is not None  # every text matches
+    problem, path = said["problem"].strip(), said["path"] or ""
+    missing = _MISSING.fullmatch(problem)
+    if missing:
+        return f"{path}.{missing['field']} is missing" if path else f"{missing['field']} is missing"
+    problem = problem.replace("`", "")
+    problem = problem[:1].lower() + problem[1:]
+    shown = _shown(raw, path)
+    if not path:
+        return problem
+    return f"{path} = {shown}: {problem}" if shown else f"{path}: {problem}"
+
+
+def _shown(raw: Any, path: str) -> str:
+    """The JSON text of the value at `path`, if it is short and not an object or array."""
+    if "[...]" in path:  # a key of a dict: not one of ours
+        return ""
+    value = raw
+    for key, index in _STEP.findall(path):
+        if key and isinstance(value, dict) and key in value:
+            value = value[key]
+        elif index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        else:
+            return ""
+    if isinstance(value, dict | list):
+        return ""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."

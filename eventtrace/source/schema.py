@@ -1,0 +1,107 @@
+"""What eventtrace reads of Kubernetes JSON: the one definition of an Event (of either API)
+and of an object's identity, owners and field managers.
+
+msgspec decodes watch frames and list pages straight from their bytes into these structs
+(frames.py), and converts dicts read from files into the same (parse.py). Both read
+leniently (`strict=False`): a number written as a string, a count written as `3.0`, a
+time written as seconds since 1970. Fields not named here are skipped, never built. Every
+field is optional unless naming the event or object needs it: real events have null
+times, an empty `source`, no `count`.
+
+Both Event APIs are in one struct: core/v1 (`involvedObject`, `message`, `source`,
+`firstTimestamp`, `count`) and events.k8s.io/v1 (`regarding`, `note`,
+`deprecatedSource`, `deprecatedFirstTimestamp`, `deprecatedCount`, `series`); parse.py
+reads whichever is set. Field names are Kubernetes' own, as the API reference spells them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class Meta(msgspec.Struct):
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    resourceVersion: str = ""
+    creationTimestamp: datetime | None = None
+
+
+class ObjectReference(msgspec.Struct):
+    """What an event is about (`involvedObject`, `regarding`)."""
+
+    kind: NonEmpty
+    name: NonEmpty
+    namespace: str = ""
+    uid: str = ""
+    apiVersion: str = ""
+    fieldPath: str = ""
+
+
+class EventSource(msgspec.Struct):
+    component: str = ""
+    host: str = ""
+
+
+class EventSeries(msgspec.Struct):
+    count: Annotated[int, msgspec.Meta(ge=0)]
+    lastObservedTime: datetime | None = None
+
+
+class Event(msgspec.Struct):
+    metadata: Meta
+    involvedObject: ObjectReference | None = None
+    regarding: ObjectReference | None = None
+    reason: str = ""
+    message: str | None = None
+    note: str | None = None
+    type: str = "Normal"
+    source: EventSource | None = None
+    deprecatedSource: EventSource | None = None
+    firstTimestamp: datetime | None = None
+    deprecatedFirstTimestamp: datetime | None = None
+    lastTimestamp: datetime | None = None
+    deprecatedLastTimestamp: datetime | None = None
+    count: int | None = None
+    deprecatedCount: int | None = None
+    eventTime: datetime | None = None
+    series: EventSeries | None = None
+    action: str | None = None
+    reportingComponent: str | None = None
+    reportingController: str | None = None
+    reportingInstance: str | None = None
+
+
+class OwnerReference(msgspec.Struct):
+    kind: NonEmpty
+    name: NonEmpty
+    uid: str = ""
+    apiVersion: str = ""
+    controller: bool | None = None
+
+
+class ManagedFieldsEntry(msgspec.Struct):
+    manager: str = ""
+    time: datetime | None = None
+    # Only whether "f:spec" is a key matters. Objects come as dicts (read by orjson), and
+    # converting a dict leaves values of type Any as they are: nothing below is copied.
+    fieldsV1: dict[str, Any] | None = None
+
+
+class ObjectMeta(Meta):
+    annotations: dict[str, str] | None = None
+    ownerReferences: list[OwnerReference] = []
+    managedFields: list[ManagedFieldsEntry] = []
+
+
+class Object(msgspec.Struct):
+    """Any object whose events are traced, or that owns one: a Pod, a ReplicaSet, a Node."""
+
+    kind: NonEmpty
+    metadata: ObjectMeta
+    apiVersion: str = ""
