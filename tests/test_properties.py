@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventtrace.core.episodes import TraceRules
-from eventtrace.core.model import EventState, KubeObject, SpanKind
+from eventtrace.core.model import EventState, KubeObject, Span, SpanKind
 from eventtrace.core.owners import names
 from eventtrace.core.pipeline import Pipeline, trace_recording
 from eventtrace.source.parse import parse_event, parse_object
-from helpers import core_event, flat, kube_object, ref
+from helpers import T0, core_event, flat, kube_object, ref, uid_of
 
 RULES = TraceRules("prop", trace_idle_ns=120 * 10**9, trace_max_ns=900 * 10**9)
 
@@ -216,3 +216,117 @@ def test_names_is_the_whole_word_rule(message: str, name: str) -> None:
     character, '-', or a '.' that goes on with a word character."""
     rule = re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)", message) is not None
     assert names(message, name) == rule
+
+
+# -- identity by uid, counts reaching far back, order within a second (DESIGN §1) ------------
+
+DAY = 86_400
+
+
+@st.composite
+def recreated_pods(draw: st.DrawFn) -> tuple[list[EventState], list[KubeObject]]:
+    """A StatefulSet whose pods are deleted and recreated under the same names (a new uid
+    each time), the newest incarnation known or not; its controller's events counted
+    over days; kubelet's events of one container within one second, named as the
+    recorder names them (`<pod>.<hex UnixNano>`)."""
+    sts = ref("StatefulSet", "db", api="apps/v1")
+    raws: list[dict[str, Any]] = []
+    objects = [kube_object("StatefulSet", "db", api="apps/v1")]
+    start = 10 * DAY
+    for p in range(draw(st.integers(1, 2))):
+        name = f"db-{p}"
+        lives = draw(st.integers(1, 3))
+        created_at = [start + draw(st.integers(0, 600)) + 300 * life for life in range(lives)]
+        for life, at in enumerate(created_at):
+            pod = {**ref("Pod", name), "uid": uid_of("Pod", name, str(life))}
+            if life == lives - 1 and draw(st.booleans()):
+                obj = kube_object("Pod", name, sts)
+                obj["metadata"]["uid"] = pod["uid"]
+                objects.append(obj)
+            second = at + 1
+            nanos = sorted(draw(st.lists(st.integers(0, 999_999_999), min_size=3, max_size=3,
+                                         unique=True)))  # fmt: skip
+            order = draw(st.permutations(["Pulled", "Created", "Started"]))
+            for reason, nano in zip(order, nanos, strict=True):
+                stamp_ns = (int(T0.timestamp()) + second) * 10**9 + nano
+                raws.append(core_event(f"{name}.{stamp_ns:x}", pod, reason, f"{reason} {life}",
+                                       at=second))  # fmt: skip
+            if draw(st.booleans()):
+                raws.append(core_event(f"{name}-{life}.kill", pod, "Killing", "Stopping",
+                                       at=at + 200))  # fmt: skip
+        first_back = draw(st.integers(1, 12)) * DAY
+        for verb, when in (("create", created_at[-1]), ("delete", created_at[-1] - 2)):
+            raws.append(core_event(f"db.{verb}-{name}", sts,
+                                   "SuccessfulCreate" if verb == "create" else "SuccessfulDelete",
+                                   f"{verb} Pod {name} in StatefulSet db successful",
+                                   at=when - first_back, last=when, count=lives + 5,
+                                   component="statefulset-controller"))  # fmt: skip
+    states = [parse_event(raw, "test") for raw in raws]
+    parsed = [parse_object(raw, "test") for raw in objects]
+    assert all(isinstance(state, EventState) for state in states)
+    assert all(isinstance(obj, KubeObject) for obj in parsed)
+    return states, parsed  # type: ignore[return-value]
+
+
+@settings(max_examples=100, deadline=None)
+@given(recreated_pods(), st.randoms(use_true_random=False))
+def test_recreated_pods_any_permutation_gives_byte_identical_spans(cluster, rnd) -> None:
+    states, objects = cluster
+    reference = _run(states, objects)
+    shuffled_states, shuffled_objects = list(states), list(objects)
+    rnd.shuffle(shuffled_states)
+    rnd.shuffle(shuffled_objects)
+    assert _run(shuffled_states, shuffled_objects) == reference
+
+
+@settings(max_examples=100, deadline=None)
+@given(recreated_pods())
+def test_each_incarnation_is_its_own_object_span_and_events_keep_their_uid(cluster) -> None:
+    states, objects = cluster
+    spans = _run(states, objects)
+    involved = {state.uid: state.involved for state in states}
+    by_id = {span.span_id: span for span in spans}
+    for span in spans:
+        if span.kind is SpanKind.EVENT:
+            uid = involved[str(span.attribute("k8s.event.uid"))].uid
+            assert span.attribute("k8s.object.uid") == uid
+            assert by_id[str(span.parent_id)].attribute("k8s.object.uid") == uid
+    pods = [(s.trace_id, s.attribute("k8s.object.uid")) for s in spans if s.name.startswith("pod/")]
+    assert len(pods) == len(set(pods))
+
+
+@settings(max_examples=100, deadline=None)
+@given(recreated_pods())
+def test_counts_from_days_back_are_clipped_to_trace_max_and_say_when_they_began(cluster) -> None:
+    states, objects = cluster
+    spans = _run(states, objects)
+    first = {state.uid: state.first_ns for state in states}
+    for trace_id in {span.trace_id for span in spans}:
+        in_trace = [span for span in spans if span.trace_id == trace_id]
+        assert max(s.end_ns for s in in_trace) - min(s.start_ns for s in in_trace) <= (
+            RULES.trace_max_ns
+        )
+    for span in spans:
+        if span.kind is SpanKind.EVENT and span.name.startswith("Successful"):
+            began = str(span.attribute("k8s.event.start_time"))
+            assert (
+                began.endswith("Z") and span.start_ns >= first[str(span.attribute("k8s.event.uid"))]
+            )
+
+
+@settings(max_examples=100, deadline=None)
+@given(recreated_pods())
+def test_same_second_events_come_in_the_order_their_names_say(cluster) -> None:
+    states, objects = cluster
+    spans = _run(states, objects)
+    named = {state.uid: state.name for state in states}
+    below: dict[str | None, list[Span]] = defaultdict(list)
+    for span in spans:
+        if span.kind is SpanKind.EVENT and span.name in ("Pulled", "Created", "Started"):
+            below[span.parent_id].append(span)
+    for siblings in below.values():
+        siblings.sort(key=lambda span: span.start_ns)
+        created = [int(named[str(s.attribute("k8s.event.uid"))].rpartition(".")[2], 16)
+                   for s in siblings]  # fmt: skip
+        assert created == sorted(created)
+        assert [s.start_ns for s in siblings] == created

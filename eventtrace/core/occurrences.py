@@ -25,9 +25,8 @@ class OccurrenceTracker:
         if seen is None:
             self._seen[state.uid] = _pack(state.count, state.last_ns)
             # First sight: one span from the first to the last occurrence, however many.
-            first = first_occurrence_ns(state)
             return Occurrence(
-                state, previous_count=0, start_ns=first, end_ns=max(first, state.last_ns)
+                state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns
             )
         previous_count, previous_last = _unpack(seen)
         if state.count <= previous_count:
@@ -50,7 +49,7 @@ class OccurrenceTracker:
 _SECOND = 1_000_000_000
 
 
-def first_occurrence_ns(state: EventState) -> int:
+def first_occurrence_ns(name: str, first_ns: int) -> int:
     """The first occurrence's time, to the nanosecond where the event's name says it.
 
     core/v1 times have whole seconds, so a container's Pulled, Created and Started often
@@ -58,15 +57,14 @@ def first_occurrence_ns(state: EventState) -> int:
     (client-go tools/record and tools/events): where that falls within the first
     occurrence's second, it is the first occurrence (DESIGN §1, order within a second).
     A time that has a fraction already (an events.k8s.io eventTime) stands as it is."""
-    _, dot, suffix = state.name.rpartition(".")
-    if state.first_ns % _SECOND or not dot or not 8 <= len(suffix) <= 16:
-        return state.first_ns
+    _, dot, suffix = name.rpartition(".")
+    if first_ns % _SECOND or not dot or not 8 <= len(suffix) <= 16:
+        return first_ns
     try:
         created = int(suffix, 16)
     except ValueError:
-        return state.first_ns
-    second = state.first_ns
-    return created if second <= created < second + _SECOND else second
+        return first_ns
+    return created if first_ns <= created < first_ns + _SECOND else first_ns
 
 
 # Times as parse makes them fit in 72 bits once offset (years 1 to 9999 are within ±2**71

@@ -16,7 +16,6 @@ from eventtrace.core.model import (
     SpanKind,
     SpanStatus,
 )
-from eventtrace.core.occurrences import first_occurrence_ns
 from eventtrace.core.owners import Link
 
 FALLBACK_SERVICE = "kubernetes"
@@ -109,7 +108,7 @@ def _event_attributes(occurrence: Occurrence, involved: Link) -> Attributes:
         "k8s.event.count": event.count,
         "k8s.event.uid": event.uid,
         "k8s.event.name": event.name,
-        "k8s.event.start_time": rfc3339(first_occurrence_ns(event)),
+        "k8s.event.start_time": rfc3339(event.first_ns),
         "eventtrace.occurrences": occurrence.occurrences,
         "k8s.object.kind": ref.kind,
         "k8s.object.name": ref.name,
