@@ -7,17 +7,56 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanKind as SdkSpanKind
 from test_export_otlp import numbered_spans, rollout
 
 from eventtrace.core.model import AttributeValue, Span, SpanKind, SpanStatus
-from eventtrace.export.otlp import SCOPE, ResourceCache, to_readable_span
+from eventtrace.export.otlp import SCOPE_NAME, SCOPE_VERSION
 from eventtrace.export.protobuf import SpanEncoder, _varint
+
+SCOPE = InstrumentationScope(SCOPE_NAME, SCOPE_VERSION)
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def to_readable_span(span: Span, resource: Resource) -> ReadableSpan:
+    """Our Span as the SDK's ReadableSpan, ids and times exactly as given."""
+    trace_id = int(span.trace_id, 16)
+    parent = (
+        SpanContext(trace_id, int(span.parent_id, 16), is_remote=False, trace_flags=SAMPLED)
+        if span.parent_id
+        else None
+    )
+    status = (
+        Status(StatusCode.ERROR, span.status_message)
+        if span.status is SpanStatus.ERROR
+        else Status(StatusCode.UNSET)
+    )
+    return ReadableSpan(
+        name=span.name,
+        context=SpanContext(trace_id, int(span.span_id, 16), is_remote=False, trace_flags=SAMPLED),
+        parent=parent,
+        resource=resource,
+        attributes=dict(span.attributes),
+        kind=SdkSpanKind.INTERNAL,
+        status=status,
+        start_time=span.start_ns,
+        end_time=span.end_ns,
+        instrumentation_scope=SCOPE,
+    )
 
 
 def sdk_bytes(spans: list[Span], scope: InstrumentationScope = SCOPE) -> bytes:
-    cache = ResourceCache()
-    readable = [to_readable_span(span, cache.get(span.resource)) for span in spans]
+    # One Resource per distinct attribute tuple (Resource() exactly: Resource.create would
+    # merge SDK defaults in): the SDK's encoder groups spans by Resource object.
+    resources: dict[tuple[tuple[str, AttributeValue], ...], Resource] = {}
+    readable = [
+        to_readable_span(span, resources.setdefault(span.resource, Resource(dict(span.resource))))
+        for span in spans
+    ]
     request = encode_spans(readable)
     for resource_spans in request.resource_spans:
         for scope_spans in resource_spans.scope_spans:

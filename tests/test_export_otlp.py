@@ -1,27 +1,25 @@
-"""OtlpSink end to end: our Spans → the SDK's OTLP exporters → real protobuf bytes on
-gRPC or HTTP → the test receiver, which decodes what actually crossed the wire."""
+"""OTLP export end to end: our Spans → the Batcher → our encoding over gRPC (grpc.aio) or
+HTTP (aiohttp) → the test receiver, which decodes what actually crossed the wire."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from eventtrace.core.model import Span, SpanKind, SpanStatus
-from eventtrace.export.otlp import (
-    OtlpSink,
-    ResourceCache,
-    http_traces_url,
-    resolve_protocol,
-    to_readable_span,
-)
+from eventtrace.export import SpanSink, open_sink
+from eventtrace.export.otlp import http_traces_url, resolve_protocol
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings, SettingsError
-from support.otlp_receiver import OtlpReceiver, ReceivedSpan
+from support.otlp_receiver import OtlpReceiver, ReceivedSpan, ReceiverTls
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 CLUSTER = "test-cluster"
@@ -101,7 +99,7 @@ def rollout() -> list[Span]:
             ("k8s.event.reason", "BackOff"),
             ("k8s.event.type", "Warning"),
             ("k8s.event.count", 7),
-            ("eventtrace.core.occurrences", 4),
+            ("eventtrace.occurrences", 4),
             ("eventtrace.test.ratio", 0.25),
             ("eventtrace.test.flag", True),
         ),
@@ -143,6 +141,11 @@ def numbered_spans(count: int, start: int = 0) -> list[Span]:
 def make_settings(**overrides: object) -> Settings:
     values: dict[str, object] = {"export_interval": 0.05, **overrides}
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def otlp_sink(settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0) -> SpanSink:
+    """What `eventtrace run --output otlp` exports through."""
+    return open_sink("otlp", settings, metrics, shutdown_timeout=shutdown_timeout)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -189,7 +192,7 @@ async def test_spans_cross_the_wire_intact(
 ) -> None:
     spans = rollout()
     settings = make_settings(otlp_protocol=protocol, otlp_endpoint=otlp_receiver.endpoint(protocol))
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(spans[:2])
         sink.submit(spans[2:])
         await otlp_receiver.wait_for_spans(len(spans), within=10)
@@ -234,7 +237,7 @@ def assert_same(sent: Span, got: ReceivedSpan) -> None:
 
 async def test_one_resource_per_component(otlp_receiver: OtlpReceiver, metrics: Metrics) -> None:
     settings = make_settings(otlp_endpoint=otlp_receiver.grpc_endpoint)
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(rollout())
     services = {span.span_id: span.resource["service.name"] for span in otlp_receiver.spans}
     assert services == {
@@ -252,22 +255,6 @@ async def test_one_resource_per_component(otlp_receiver: OtlpReceiver, metrics: 
     assert {span.resource["k8s.cluster.name"] for span in otlp_receiver.spans} == {CLUSTER}
 
 
-def test_conversion_shares_resources_and_keeps_ids() -> None:
-    cache = ResourceCache()
-    spans = rollout()
-    readable = [to_readable_span(span, cache.get(span.resource)) for span in spans]
-    assert readable[1].resource is readable[2].resource  # both deployment-controller
-    assert readable[0].resource is not readable[1].resource
-    context = readable[1].get_span_context()
-    assert context is not None
-    assert f"{context.trace_id:032x}" == TRACE
-    assert readable[0].parent is None
-    assert readable[1].parent is not None
-    assert f"{readable[1].parent.span_id:016x}" == spans[0].span_id
-    # Without a cache the resource is still exactly the span's.
-    assert dict(to_readable_span(spans[0]).resource.attributes) == dict(KUBECTL)
-
-
 # -- configuration ------------------------------------------------------------------------
 
 
@@ -278,9 +265,9 @@ async def test_env_configures_http(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme,authorization=Bearer%20s3cret")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
-    async with OtlpSink(make_settings(), metrics) as sink:
-        assert sink.protocol == "http/protobuf"
-        assert sink.endpoint == f"{otlp_receiver.http_endpoint}/v1/traces"
+    async with otlp_sink(make_settings(), metrics) as sink:
+        assert sink.exporter.protocol == "http/protobuf"  # type: ignore[attr-defined]
+        assert sink.exporter.describe() == f"{otlp_receiver.http_endpoint}/v1/traces"
         sink.submit(rollout())
     assert len(otlp_receiver.spans) == 5
     headers = otlp_receiver.requests[0].headers
@@ -298,13 +285,24 @@ async def test_env_configures_grpc_traces_vars_first(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=acme")
-    async with OtlpSink(make_settings(), metrics) as sink:
-        assert sink.protocol == "grpc"
-        assert sink.endpoint == otlp_receiver.grpc_endpoint
+    async with otlp_sink(make_settings(), metrics) as sink:
+        assert sink.exporter.protocol == "grpc"  # type: ignore[attr-defined]
+        assert sink.exporter.describe() == otlp_receiver.grpc_endpoint
         sink.submit(rollout())
     assert len(otlp_receiver.spans) == 5
     assert otlp_receiver.requests[0].transport == "grpc"
     assert otlp_receiver.requests[0].headers["x-tenant"] == "acme"
+
+
+async def test_grpc_gzip(
+    otlp_receiver: OtlpReceiver, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")  # the traces one wins
+    settings = make_settings(otlp_endpoint=otlp_receiver.grpc_endpoint)
+    async with otlp_sink(settings, metrics) as sink:
+        sink.submit(rollout())
+    assert by_id(otlp_receiver.spans).keys() == {span.span_id for span in rollout()}
 
 
 async def test_flags_override_env(
@@ -313,7 +311,7 @@ async def test_flags_override_env(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
     settings = make_settings(otlp_protocol="grpc", otlp_endpoint=otlp_receiver.grpc_endpoint)
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(rollout())
     assert [request.transport for request in otlp_receiver.requests] == ["grpc"]
 
@@ -324,7 +322,7 @@ async def test_http_endpoint_flag_is_a_base_url(
 ) -> None:
     endpoint = otlp_receiver.http_endpoint + suffix
     settings = make_settings(otlp_protocol="http/protobuf", otlp_endpoint=endpoint)
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(rollout())
     assert len(otlp_receiver.spans) == 5
 
@@ -335,15 +333,15 @@ async def test_grpc_endpoint_without_scheme(
     # Scheme-less means TLS by the spec, unless INSECURE says otherwise.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
     settings = make_settings(otlp_endpoint=f"127.0.0.1:{otlp_receiver.grpc_port}")
-    async with OtlpSink(settings, metrics) as sink:
-        assert sink.endpoint == otlp_receiver.grpc_endpoint
+    async with otlp_sink(settings, metrics) as sink:
+        assert sink.exporter.describe() == otlp_receiver.grpc_endpoint
         sink.submit(rollout())
     assert len(otlp_receiver.spans) == 5
 
 
 def test_scheme_less_grpc_endpoint_defaults_to_tls(metrics: Metrics) -> None:
-    sink = OtlpSink(make_settings(otlp_endpoint="jaeger:4317"), metrics)
-    assert sink.endpoint == "https://jaeger:4317"
+    sink = otlp_sink(make_settings(otlp_endpoint="jaeger:4317"), metrics)
+    assert sink.exporter.describe() == "https://jaeger:4317"
 
 
 @pytest.mark.parametrize(
@@ -370,7 +368,7 @@ def test_unknown_protocol_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
     with pytest.raises(SettingsError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL.*'http/json'.*grpc"):
-        OtlpSink(make_settings(), metrics)
+        otlp_sink(make_settings(), metrics)
 
 
 def test_http_traces_url() -> None:
@@ -389,7 +387,7 @@ async def test_full_batches_go_at_once_the_rest_at_exit(
     settings = make_settings(
         otlp_endpoint=otlp_receiver.grpc_endpoint, export_batch_size=3, export_interval=60
     )
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(numbered_spans(3))
         await otlp_receiver.wait_for_spans(3, within=5)  # long before the 60 s interval
         sink.submit(numbered_spans(7, start=3))
@@ -410,7 +408,7 @@ async def test_interval_sends_a_partial_batch(
     otlp_receiver: OtlpReceiver, metrics: Metrics
 ) -> None:
     settings = make_settings(otlp_endpoint=otlp_receiver.grpc_endpoint, export_interval=0.2)
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(numbered_spans(2))
         await otlp_receiver.wait_for_spans(2, within=5)
         # The receiver answers a moment before the sink hears back.
@@ -424,7 +422,7 @@ async def test_send_now_sends_partial_batches_without_waiting_the_interval(
     settings = make_settings(
         otlp_endpoint=otlp_receiver.grpc_endpoint, export_batch_size=4, export_interval=60
     )
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         sink.submit(numbered_spans(2))
         await asyncio.sleep(0.3)
         assert otlp_receiver.span_count == 0  # a partial batch waits for company…
@@ -451,7 +449,7 @@ async def test_receiver_down_then_back_delivers_exactly_once(
         export_batch_size=8,
     )
     spans = numbered_spans(20)
-    async with OtlpSink(settings, metrics) as sink:
+    async with otlp_sink(settings, metrics) as sink:
         otlp_receiver.stop()
         sink.submit(spans[:12])
         sink.submit(spans[12:])
@@ -475,8 +473,8 @@ async def test_full_queue_drops_the_oldest(
 ) -> None:
     settings = make_settings(otlp_endpoint=otlp_receiver.grpc_endpoint, export_queue_size=5)
     spans = numbered_spans(9)
-    sink = OtlpSink(settings, metrics)
-    with caplog.at_level(logging.WARNING, logger="eventtrace.export.otlp"):
+    sink = otlp_sink(settings, metrics)
+    with caplog.at_level(logging.WARNING, logger="eventtrace.export.batcher"):
         for span in spans[:8]:  # before the task runs: the queue only fills
             sink.submit([span])
         assert sample(metrics, "eventtrace_export_queue_spans") == 5
@@ -498,13 +496,14 @@ async def test_shutdown_with_receiver_down_counts_the_lost(
     settings = make_settings(otlp_endpoint=otlp_receiver.grpc_endpoint)
     otlp_receiver.stop()
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="eventtrace.export.otlp"):
-        async with OtlpSink(settings, metrics, shutdown_timeout=1.0) as sink:
+    with caplog.at_level(logging.ERROR, logger="eventtrace.export.batcher"):
+        async with otlp_sink(settings, metrics, shutdown_timeout=1.0) as sink:
             sink.submit(numbered_spans(4))
         elapsed = time.monotonic() - started
         sink.submit(numbered_spans(1, start=4))  # after exit: counted, not silently lost
-    assert elapsed < 1.0 + 1.0 + 1.5, elapsed  # deadline + abort grace + slack
+    assert elapsed < 1.0 + 1.5, elapsed  # deadline + slack
     assert sample(metrics, "eventtrace_spans_failed_total", reason="shutdown") == 5
+    assert (sink.delivered, sink.lost) == (0, 5)
     assert exported(metrics) == 0
     assert sample(metrics, "eventtrace_export_queue_spans") == 0
     assert any("4 spans could not be delivered" in r.getMessage() for r in caplog.records)
@@ -519,13 +518,247 @@ def silent_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_shutdown_deadline_holds_against_a_hung_backend(
-    silent_port: int, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+    protocol: str, silent_port: int, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")  # the exporter alone would wait 30 s
-    settings = make_settings(otlp_endpoint=f"http://127.0.0.1:{silent_port}")
+    endpoint = f"http://127.0.0.1:{silent_port}"
+    settings = make_settings(otlp_protocol=protocol, otlp_endpoint=endpoint)
     started = time.monotonic()
-    async with OtlpSink(settings, metrics, shutdown_timeout=1.0) as sink:
+    async with otlp_sink(settings, metrics, shutdown_timeout=1.0) as sink:
         sink.submit(numbered_spans(3))
-    assert time.monotonic() - started < 1.0 + 1.0 + 1.5
+    assert time.monotonic() - started < 1.0 + 1.5
     assert sample(metrics, "eventtrace_spans_failed_total", reason="shutdown") == 3
+    assert (sink.delivered, sink.lost) == (0, 3)
+
+
+async def test_room_holds_a_fast_producer_back_so_nothing_is_dropped(
+    otlp_receiver: OtlpReceiver, metrics: Metrics
+) -> None:
+    # 4 000 spans into a queue of 1 000: without room() 3 000 would be pushed out.
+    settings = make_settings(
+        otlp_endpoint=otlp_receiver.grpc_endpoint, export_queue_size=1_000, export_batch_size=50
+    )
+    spans = numbered_spans(4_000)
+    waited = 0
+    async with otlp_sink(settings, metrics) as sink:
+        for start in range(0, len(spans), 100):
+            before = time.monotonic()
+            await sink.room()
+            waited += time.monotonic() - before > 0.001
+            sink.submit(spans[start : start + 100])
+    assert waited, "room() never waited: the producer was not held back"
+    assert sample(metrics, "eventtrace_spans_failed_total", reason="queue_full") == 0
+    assert (sink.delivered, sink.lost) == (4_000, 0)
+    assert otlp_receiver.span_count == 4_000
+
+
+async def test_room_does_not_wait_for_a_backend_that_is_down(
+    otlp_receiver: OtlpReceiver, metrics: Metrics
+) -> None:
+    settings = make_settings(
+        otlp_endpoint=otlp_receiver.grpc_endpoint, export_queue_size=1_000, export_batch_size=50
+    )
+    otlp_receiver.stop()
+    async with otlp_sink(settings, metrics, shutdown_timeout=0.5) as sink:
+        sink.submit(numbered_spans(600))  # well above the 200 room() lets through
+        # Waits until an export has failed, then lets the producer on: the queue drops
+        # the oldest rather than the producer stalling behind a dead backend.
+        await asyncio.wait_for(sink.room(), 5)
+        assert sample(metrics, "eventtrace_export_retries_total") >= 1
+    assert sink.lost == 600
+
+
+# -- TLS ----------------------------------------------------------------------------------
+
+
+@functools.cache
+def authority() -> tuple[trustme.CA, trustme.LeafCert, trustme.LeafCert]:
+    """A throwaway CA, the receiver's certificate and a client's (key generation is slow)."""
+    ca = trustme.CA(organization_name="eventtrace OTLP test CA")
+    return ca, ca.issue_cert("127.0.0.1", "localhost"), ca.issue_cert("eventtrace-client")
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    ca, _, client = authority()
+    files = {
+        "ca": tmp_path / "ca.pem",
+        "cert": tmp_path / "client.pem",
+        "key": tmp_path / "key.pem",
+    }
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    client.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    client.private_key_pem.write_to_path(str(files["key"]))
+    return files
+
+
+def tls_receiver(*, client_auth: bool) -> OtlpReceiver:
+    ca, server, _ = authority()
+    chain = b"".join(pem.bytes() for pem in server.cert_chain_pems)
+    tls = ReceiverTls(
+        chain, server.private_key_pem.bytes(), ca.cert_pem.bytes() if client_auth else None
+    )
+    return OtlpReceiver(tls=tls).start()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("client_auth", [False, True], ids=["tls", "mutual-tls"])
+async def test_tls_with_a_private_ca_and_a_client_certificate(
+    protocol: str,
+    client_auth: bool,
+    tls_files: dict[str, Path],
+    metrics: Metrics,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver = tls_receiver(client_auth=client_auth)
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tls_files["ca"]))
+        if client_auth:
+            monkeypatch.setenv(
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", str(tls_files["cert"])
+            )
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", str(tls_files["key"]))
+        endpoint = receiver.endpoint(protocol)
+        assert endpoint.startswith("https://")
+        settings = make_settings(otlp_protocol=protocol, otlp_endpoint=endpoint)
+        async with otlp_sink(settings, metrics) as sink:
+            sink.submit(rollout())
+            await receiver.wait_for_spans(5, within=10)
+        assert sink.delivered == 5
+    finally:
+        receiver.stop()
+
+
+async def test_scheme_less_grpc_endpoint_speaks_tls(
+    tls_files: dict[str, Path], metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = tls_receiver(client_auth=False)
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tls_files["ca"]))
+        settings = make_settings(otlp_endpoint=f"127.0.0.1:{receiver.grpc_port}")
+        async with otlp_sink(settings, metrics) as sink:
+            assert sink.exporter.describe() == receiver.grpc_endpoint  # https://
+            sink.submit(rollout())
+            await receiver.wait_for_spans(5, within=10)
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("missing", ["ca", "client-certificate"])
+async def test_tls_that_does_not_check_out_is_refused_and_retried(
+    protocol: str,
+    missing: str,
+    tls_files: dict[str, Path],
+    metrics: Metrics,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without OTEL_EXPORTER_OTLP_CERTIFICATE the system's CAs do not know the test CA;
+    # with it, a receiver asking for a client certificate gets none.
+    receiver = tls_receiver(client_auth=missing == "client-certificate")
+    try:
+        if missing != "ca":
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(tls_files["ca"]))
+        settings = make_settings(otlp_protocol=protocol, otlp_endpoint=receiver.endpoint(protocol))
+        async with otlp_sink(settings, metrics, shutdown_timeout=0.5) as sink:
+            sink.submit(rollout())
+            await eventually(
+                lambda: sample(metrics, "eventtrace_export_retries_total") >= 1, 10, "a retry"
+            )
+        assert receiver.span_count == 0
+        assert sink.lost == 5
+    finally:
+        receiver.stop()
+
+
+# -- bad settings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"OTEL_EXPORTER_OTLP_COMPRESSION": "br"},
+            r"OTEL_EXPORTER_OTLP_COMPRESSION: .*'br'.*gzip or none",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "soon"},
+            r"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: 'soon'",
+        ),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "0"}, r"OTEL_EXPORTER_OTLP_TIMEOUT: '0'"),
+        (
+            {"OTEL_EXPORTER_OTLP_INSECURE": "yes"},
+            r"OTEL_EXPORTER_OTLP_INSECURE: 'yes' is not true or false",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_HEADERS": "a=1,oops"},
+            r"OTEL_EXPORTER_OTLP_HEADERS: 'oops' is not name=value",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://jaeger:4317"},
+            r"OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://jaeger:4317'",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "jaeger:99999"},
+            r"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'jaeger:99999' has no valid port",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "https://jaeger:4317",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem",
+            },
+            r"OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "https://jaeger:4317",
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/k.pem",
+            },
+            r"OTEL_EXPORTER_OTLP_CLIENT_KEY is set but not OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "jaeger:4318",
+            },
+            r"OTEL_EXPORTER_OTLP_ENDPOINT: 'jaeger:4318' is not an OTLP endpoint",
+        ),
+    ],
+)
+def test_a_bad_variable_is_one_clear_error_naming_it(
+    env: dict[str, str], message: str, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message) as raised:
+        otlp_sink(make_settings(), metrics)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_file_that_is_no_certificate_is_a_clear_error(
+    tmp_path: Path, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", str(bogus))
+    for protocol in PROTOCOLS:
+        settings = make_settings(otlp_protocol=protocol, otlp_endpoint="https://jaeger:4317")
+        with pytest.raises(SettingsError, match=r"^OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: .*PEM"):
+            otlp_sink(settings, metrics)
+
+
+def test_http_traces_endpoint_is_taken_verbatim(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://gw.example/otlp/spans")
+    assert (
+        otlp_sink(make_settings(), metrics).exporter.describe() == "https://gw.example/otlp/spans"
+    )
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    assert (
+        otlp_sink(make_settings(), metrics).exporter.describe() == "http://collector:4318/v1/traces"
+    )

@@ -1,66 +1,41 @@
-"""Where finished spans go: OTLP, the terminal, or JSON lines. One narrow interface."""
+"""Where finished spans go: OTLP, the terminal, or JSON lines.
+
+One Batcher (batcher.py: queue, batches, retries, shutdown flush) in front of one narrow
+Exporter, chosen by `--output`: OTLP over gRPC or HTTP/protobuf (otlp.py), the waterfall
+printer (console.py) or JSON lines (jsonl.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from eventtrace.core.model import Span
+from eventtrace.export.batcher import Batcher
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 
+# What open_sink returns and producers (live.py, replay.py) hold.
+SpanSink = Batcher
 
-class SpanSink(Protocol):
-    """Takes finished spans. `submit` never blocks; leaving the context flushes everything.
 
-    A sink that needs background work (OTLP) owns its task between enter and exit.
-    """
+class Exporter(Protocol):
+    """Sends batches for a Batcher, which may start the next `export` before an earlier
+    one has returned (a few in flight); one that never awaits writes them in order."""
 
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def submit(self, spans: Sequence[Span]) -> None: ...
-
-    async def room(self) -> None:
-        """Wait until `submit` can take more without dropping any (backpressure)."""
+    def describe(self) -> str:
+        """Where spans go, for log lines: a URL, "stdout"."""
         ...
 
-    def send_now(self) -> None:
-        """Nothing more is coming soon (a burst is over): send what is held back for a
-        fuller batch without waiting for company."""
+    async def export(self, spans: Sequence[Span]) -> bool:
+        """True once the destination has the spans; False if it failed and the same
+        batch should be tried again later. Raises only if it cannot go on at all (its
+        output is closed): the Batcher then stops and raises that error to the producer."""
         ...
 
-
-class LocalSink:
-    """Base of the sinks that write here and now (terminal, file): no background task;
-    leaving the context calls `close`."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Write out whatever is held back."""
-
-    async def room(self) -> None:
-        """Writing in place: always room."""
-
-    def send_now(self) -> None:
-        """Nothing is held back for company: a trace is written once it is whole."""
+    async def shutdown(self) -> None:
+        """Write out anything held back and release connections."""
+        ...
 
 
 def burst_piece(settings: Settings) -> int:
@@ -72,15 +47,26 @@ def burst_piece(settings: Settings) -> int:
 def open_sink(
     output: str, settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0
 ) -> SpanSink:
-    """The sink for `--output`. OTLP is imported only when asked for (it loads gRPC)."""
+    """The Batcher around the exporter for `--output`. OTLP is imported only when asked
+    for (it loads gRPC). Raises SettingsError for bad OTLP settings."""
+    exporter: Exporter
     if output == "console":
-        from eventtrace.export.console import ConsoleSink
+        from eventtrace.export.console import ConsoleExporter
 
-        return ConsoleSink()
-    if output == "jsonl":
-        from eventtrace.export.jsonl import JsonLinesSink
+        exporter = ConsoleExporter()
+    elif output == "jsonl":
+        from eventtrace.export.jsonl import JsonLinesExporter
 
-        return JsonLinesSink()
-    from eventtrace.export.otlp import OtlpSink
+        exporter = JsonLinesExporter()
+    else:
+        from eventtrace.export.otlp import otlp_exporter
 
-    return OtlpSink(settings, metrics, shutdown_timeout=shutdown_timeout)
+        exporter = otlp_exporter(settings)
+    return Batcher(
+        exporter,
+        metrics,
+        batch_size=settings.export_batch_size,
+        interval=settings.export_interval,
+        queue_size=settings.export_queue_size,
+        shutdown_timeout=shutdown_timeout,
+    )

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from eventtrace.core.model import Span, SpanKind, SpanStatus
-from eventtrace.export import LocalSink
 
 _RED = "\033[31m"
 _DIM = "\033[2m"
@@ -26,7 +25,10 @@ _BOLD = "\033[1m"
 _RESET = "\033[0m"
 
 
-class ConsoleSink(LocalSink):
+class ConsoleExporter:
+    """The waterfall printer: a trace is printed once its root object span arrives (its
+    episode closed), whatever never closed at shutdown."""
+
     def __init__(self, stream: TextIO | None = None, *, color: bool | None = None) -> None:
         self._stream = stream or sys.stdout
         if color is None:
@@ -34,15 +36,11 @@ class ConsoleSink(LocalSink):
         self._color = color
         self._width = max(60, shutil.get_terminal_size((80, 24)).columns) if color else 80
         self._traces: dict[str, list[Span]] = defaultdict(list)
-        self.traces_printed = 0
 
-    def close(self) -> None:
-        # Whatever never closed (an interrupted run) is still shown, in a stable order.
-        for trace_id in sorted(self._traces):
-            self._print(self._traces.pop(trace_id))
-        self._stream.flush()
+    def describe(self) -> str:
+        return "the terminal"
 
-    def submit(self, spans: Sequence[Span]) -> None:
+    async def export(self, spans: Sequence[Span]) -> bool:
         finished = []
         for span in spans:
             self._traces[span.trace_id].append(span)
@@ -51,11 +49,17 @@ class ConsoleSink(LocalSink):
         for trace_id in finished:
             self._print(self._traces.pop(trace_id))
         self._stream.flush()
+        return True
+
+    async def shutdown(self) -> None:
+        # Whatever never closed (an interrupted run) is still shown, in a stable order.
+        for trace_id in sorted(self._traces):
+            self._print(self._traces.pop(trace_id))
+        self._stream.flush()
 
     def _print(self, spans: list[Span]) -> None:
         self._stream.write(render_trace(spans, width=self._width, color=self._color))
         self._stream.write("\n")
-        self.traces_printed += 1
 
 
 def render_trace(spans: list[Span], *, width: int = 80, color: bool = False) -> str:
@@ -100,7 +104,7 @@ def _line(span: Span, trace_start: int, tree: str, width: int, color: bool) -> s
     warning = span.status is SpanStatus.ERROR
     mark = "✗ " if warning else ""
     if span.kind is SpanKind.EVENT:
-        occurrences = span.attribute("eventtrace.core.occurrences")
+        occurrences = span.attribute("eventtrace.occurrences")
         repeat = f" (x{occurrences})" if isinstance(occurrences, int) and occurrences > 1 else ""
         label = f"{mark}{span.name}{repeat}"
         detail = str(span.attribute("k8s.event.message") or "")

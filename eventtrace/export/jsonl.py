@@ -9,7 +9,6 @@ from typing import Any, BinaryIO
 import orjson
 
 from eventtrace.core.model import Span
-from eventtrace.export import LocalSink
 
 
 def span_to_dict(span: Span) -> dict[str, Any]:
@@ -28,15 +27,19 @@ def span_to_dict(span: Span) -> dict[str, Any]:
     }
 
 
-class JsonLinesSink(LocalSink):
+class JsonLinesExporter:
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream or sys.stdout.buffer
 
-    def close(self) -> None:
-        self._stream.flush()
+    def describe(self) -> str:
+        return "stdout"
 
-    def submit(self, spans: Sequence[Span]) -> None:
+    async def export(self, spans: Sequence[Span]) -> bool:
         write = self._stream.write
         for span in spans:
             write(orjson.dumps(span_to_dict(span), option=orjson.OPT_APPEND_NEWLINE))
+        self._stream.flush()
+        return True
+
+    async def shutdown(self) -> None:
         self._stream.flush()

@@ -2,9 +2,10 @@
 
 The SDK's encoder walks ReadableSpans attribute by attribute in Python (~70 µs a span with
 the conversion); this writes the same ExportTraceServiceRequest straight from our Spans
-(~10 µs), field for field what `encode_spans(to_readable_span(...))` gives: spans grouped
-by resource in order of first appearance, one scope, kind INTERNAL, status always set,
-flags 0x100 (parent not remote). The gRPC exporter sends it (see otlp.py `_GrpcExporter`).
+(~10 µs), field for field what the SDK's `encode_spans` gives for the same spans
+(tests/test_encoding.py): spans grouped by resource in order of first appearance, one
+scope, kind INTERNAL, status always set, flags 0x100 (parent not remote). Both OTLP
+exporters (otlp.py) send these bytes.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ fixture: a started `OtlpReceiver` with `.grpc_endpoint` / `.http_endpoint`, the 
 (a timeout fails the test), and `.stop()` / `.start()` to take it down and bring it back
 on the same ports.
 `otlp_http_receiver` is the same kind of object, for tests that read better that way.
+`OtlpReceiver(tls=ReceiverTls(...))` serves both over TLS (https:// endpoints), and with
+`client_ca` requires a client certificate from that CA (mutual TLS).
 
 Standalone, for the benchmark (counts spans without building a Python object per span)::
 
@@ -31,8 +33,11 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import signal
+import ssl
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -84,6 +89,16 @@ class ReceivedRequest:
     transport: str
     headers: dict[str, str]
     span_count: int
+
+
+@dataclass(frozen=True)
+class ReceiverTls:
+    """PEM bytes: the servers' certificate chain and key; for mutual TLS, the CA whose
+    client certificates they accept (none: no client certificate asked for)."""
+
+    cert_chain: bytes
+    key: bytes
+    client_ca: bytes | None = None
 
 
 @dataclass
@@ -158,10 +173,18 @@ class OtlpReceiver:
     Thread-safe: both servers handle requests on their own threads.
     """
 
-    def __init__(self, *, grpc_port: int = 0, http_port: int = 0, decode: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        decode: bool = True,
+        tls: ReceiverTls | None = None,
+    ) -> None:
         self._grpc_port = grpc_port
         self._http_port = http_port
         self._decode = decode
+        self._tls = tls
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stats = _Stats()
@@ -201,13 +224,24 @@ class OtlpReceiver:
             options=[("grpc.so_reuseport", 0)],
         )
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
-        port = _bind_grpc(server, self._grpc_port)
+        credentials = None
+        if self._tls is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(self._tls.key, self._tls.cert_chain)],
+                root_certificates=self._tls.client_ca,
+                require_client_auth=self._tls.client_ca is not None,
+            )
+        port = _bind_grpc(server, self._grpc_port, credentials)
         server.start()
         self._grpc_port = port
         self._grpc_server = server
 
     def _start_http(self) -> None:
         server = _bind_http(self._http_port, self)
+        if self._tls is not None:
+            server.socket = _server_ssl_context(self._tls).wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._http_port = server.server_address[1]
         self._http_server = server
         self._http_thread = threading.Thread(
@@ -226,13 +260,17 @@ class OtlpReceiver:
         return self._http_port
 
     @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
+
+    @property
     def grpc_endpoint(self) -> str:
-        return f"http://{HOST}:{self._grpc_port}"
+        return f"{self.scheme}://{HOST}:{self._grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
         """Base URL, as OTEL_EXPORTER_OTLP_ENDPOINT takes it (the exporter adds /v1/traces)."""
-        return f"http://{HOST}:{self._http_port}"
+        return f"{self.scheme}://{HOST}:{self._http_port}"
 
     def endpoint(self, protocol: str) -> str:
         """The endpoint for an OTLP protocol name: `grpc` or `http/protobuf`."""
@@ -316,12 +354,17 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-def _bind_grpc(server: grpc.Server, port: int) -> int:
+def _bind_grpc(server: grpc.Server, port: int, credentials: Any = None) -> int:
     # Right after a stop the port can still be held for a moment: retry briefly.
     deadline = time.monotonic() + 5.0
     while True:
         try:
-            bound: int = server.add_insecure_port(f"{HOST}:{port}")
+            address = f"{HOST}:{port}"
+            bound: int = (
+                server.add_secure_port(address, credentials)
+                if credentials is not None
+                else server.add_insecure_port(address)
+            )
         except RuntimeError:
             bound = 0
         if bound:
@@ -346,9 +389,24 @@ def _bind_http(port: int, receiver: OtlpReceiver) -> ThreadingHTTPServer:
         return server
 
 
+def _server_ssl_context(tls: ReceiverTls) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:  # load_cert_chain reads files only
+        chain, key = os.path.join(folder, "chain.pem"), os.path.join(folder, "key.pem")
+        with open(chain, "wb") as file:
+            file.write(tls.cert_chain)
+        with open(key, "wb") as file:
+            file.write(tls.key)
+        context.load_cert_chain(chain, key)
+    if tls.client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=tls.client_ca.decode())
+    return context
+
+
 class _HttpHandler(BaseHTTPRequestHandler):
     receiver: OtlpReceiver
-    protocol_version = "HTTP/1.1"  # keep-alive, as the exporter's requests.Session expects
+    protocol_version = "HTTP/1.1"  # keep-alive, as the exporter's aiohttp session expects
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
