@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _tune_gc()
     try:
         return asyncio.run(_dispatch(args, settings))
+    except SettingsError as error:  # found once running: a bad OTEL_EXPORTER_OTLP_* value
+        print(f"eventtrace: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except InputFileError as error:
         print(f"eventtrace: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -83,6 +84,13 @@ async def replay(paths: list[str], settings: Settings, metrics: Metrics, output:
         len(recording.objects),
         len(spans),
     )
+    if sink.lost:
+        # The batcher logged why; the exit code must not say all went well.
+        print(
+            f"eventtrace: {sink.lost} of {len(spans)} spans could not be delivered",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -189,6 +189,27 @@ def test_replay_over_otlp_delivers_exactly_what_the_pipeline_made(otlp_receiver)
     assert got == want
 
 
+def test_spans_that_could_not_be_delivered_make_the_exit_code_1() -> None:
+    """No backend listens: the shutdown flush gives up after its deadline, says how many
+    spans were lost, and the exit code says the job was not done."""
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+    }
+    result = eventtrace("replay", str(KIND_CAPTURE), "--output", "otlp", env=env)
+    assert result.returncode == 1
+    assert "eventtrace: 26 of 26 spans could not be delivered" in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_otlp_variable_is_one_line_naming_it() -> None:
+    env = {"OTEL_EXPORTER_OTLP_COMPRESSION": "brotli"}
+    result = eventtrace("replay", str(KIND_CAPTURE), "--output", "otlp", env=env)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("eventtrace: ") and "OTEL_EXPORTER_OTLP_COMPRESSION" in line
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_times_no_span_can_have_are_left_out_not_the_batch(
     tmp_path: Path, otlp_receiver, protocol: str

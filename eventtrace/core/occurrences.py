@@ -3,47 +3,68 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from eventtrace.core.model import EventState, Occurrence
 
 
 class OccurrenceTracker:
-    """Remembers the highest count seen per event uid. Feed states in `sort_key` order."""
+    """Remembers, per event uid, the highest count seen and its latest occurrence. Feed
+    states in `sort_key` order.
 
-    __slots__ = ("_seen",)
+    It forgets by arrival ("now" when a uid was last seen), never by event time: a node
+    clock hours behind must not make a live event look forgotten. `exported`, where
+    given, says how many occurrences of a uid it has not seen were exported before (a
+    restart's saved progress): those are not new."""
 
-    def __init__(self) -> None:
-        # uid → (highest count, latest occurrence) packed into one int (_pack): kept for
-        # hours for every event, it is the tracker's size: 36 bytes instead of a tuple and
-        # an int (88), and nothing for the garbage collector to track.
-        self._seen: dict[str, int] = {}
+    __slots__ = ("_exported", "_seen")
+
+    def __init__(self, exported: Callable[[str], int] | None = None) -> None:
+        # uid → (highest count, latest occurrence, seen at), least recently seen first.
+        self._seen: dict[str, tuple[int, int, int]] = {}
+        self._exported = exported
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def observe(self, state: EventState) -> Occurrence | None:
-        seen = self._seen.get(state.uid)
+    def observe(self, state: EventState, now: int) -> Occurrence | None:
+        seen = self._seen.pop(state.uid, None)
         if seen is None:
-            self._seen[state.uid] = _pack(state.count, state.last_ns)
-            # First sight: one span from the first to the last occurrence, however many.
-            return Occurrence(
-                state, previous_count=0, start_ns=state.first_ns, end_ns=state.last_ns
-            )
-        previous_count, previous_last = _unpack(seen)
+            before = self._exported(state.uid) if self._exported is not None else 0
+            if before >= state.count:
+                self._seen[state.uid] = (before, state.last_ns, now)
+                return None
+            self._seen[state.uid] = (state.count, state.last_ns, now)
+            # First sight: one span from the first to the last occurrence, however many
+            # (of them, those exported before this process started are not new again).
+            return Occurrence(state, before, start_ns=state.first_ns, end_ns=state.last_ns)
+        previous_count, previous_last, _ = seen
         if state.count <= previous_count:
+            self._seen[state.uid] = (previous_count, previous_last, now)
             return None
-        self._seen[state.uid] = _pack(state.count, max(previous_last, state.last_ns))
+        self._seen[state.uid] = (state.count, max(previous_last, state.last_ns), now)
         # One new occurrence happened at its lastTimestamp; a jump (updates missed) spans
         # the time since the last occurrence we saw.
         jumped = state.count - previous_count > 1
         start = min(previous_last, state.last_ns) if jumped else state.last_ns
         return Occurrence(state, previous_count, start_ns=start, end_ns=state.last_ns)
 
-    def forget_older_than(self, cutoff_ns: int) -> int:
-        """Drop events not seen since `cutoff_ns` (the API server keeps events ~1 h)."""
-        stale = [uid for uid, packed in self._seen.items() if _unpack(packed)[1] < cutoff_ns]
-        for uid in stale:
+    def counts(self) -> Iterator[tuple[str, int]]:
+        """(uid, highest count) of every event remembered."""
+        for uid, (count, _, _) in self._seen.items():
+            yield uid, count
+
+    def forget_unseen_since(self, cutoff: int) -> list[str]:
+        """Forget the events not seen since `cutoff` ("now" as `observe` was given it: the
+        API server keeps events about an hour); returns their uids."""
+        forgotten = []
+        for uid, (_, _, seen_at) in self._seen.items():
+            if seen_at >= cutoff:
+                break  # least recently seen first: the rest were seen since
+            forgotten.append(uid)
+        for uid in forgotten:
             del self._seen[uid]
-        return len(stale)
+        return forgotten
 
 
 _SECOND = 1_000_000_000
@@ -65,18 +86,3 @@ def first_occurrence_ns(name: str, first_ns: int) -> int:
     except ValueError:
         return first_ns
     return created if first_ns <= created < first_ns + _SECOND else first_ns
-
-
-# Times as parse makes them fit in 72 bits once offset (years 1 to 9999 are within ±2**71
-# ns); the count (never negative) goes above them.
-_TIME_BITS = 72
-_TIME_OFFSET = 1 << (_TIME_BITS - 1)
-_TIME_MASK = (1 << _TIME_BITS) - 1
-
-
-def _pack(count: int, last_ns: int) -> int:
-    return (count << _TIME_BITS) | (last_ns + _TIME_OFFSET)
-
-
-def _unpack(packed: int) -> tuple[int, int]:
-    return packed >> _TIME_BITS, (packed & _TIME_MASK) - _TIME_OFFSET

@@ -113,11 +113,12 @@ class Pipeline:
                 yield from self.assembler.close_due(clock)
         yield from self.assembler.close_all()
 
-    def forget_old_events(self, now: int) -> int:
-        return self.tracker.forget_older_than(now - EVENT_MEMORY_NS)
+    def forget_old_events(self, now: int) -> list[str]:
+        """Forget the events not seen for EVENT_MEMORY_NS of "now"; their uids."""
+        return self.tracker.forget_unseen_since(now - EVENT_MEMORY_NS)
 
     def _process(self, state: EventState, now: int) -> list[Span]:
-        occurrence = self.tracker.observe(state)
+        occurrence = self.tracker.observe(state, now)
         if occurrence is None:
             self.stats.stale += 1
             return []
