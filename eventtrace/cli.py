@@ -92,7 +92,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     names = [
         "cluster_name", "output", "otlp_endpoint", "otlp_protocol", "log_level", "trace_idle",
         "trace_max", "resolve_timeout", "startup_timeout", "kubeconfig", "context", "namespaces",
-        "metrics_addr",
+        "metrics_addr", "state", "leader_election",
         "include_types", "exclude_types", "include_reasons", "exclude_reasons",
         "include_kinds", "exclude_kinds", "exclude_namespaces",
     ]  # fmt: skip
@@ -166,6 +166,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--metrics-addr", metavar="HOST:PORT", help="/metrics, /healthz, /readyz (127.0.0.1:8080)"
+    )
+    run.add_argument(
+        "--state",
+        metavar="WHERE",
+        help="configmap:NAMESPACE/NAME, file:PATH or none: what was exported, kept across "
+        "restarts (default: in a pod, configmap:<its namespace>/eventtrace-state; "
+        "elsewhere a file under $XDG_STATE_HOME/eventtrace/)",
+    )
+    run.add_argument(
+        "--leader-election",
+        metavar="LEASE",
+        help="lease:NAMESPACE/NAME: only the replica holding the Lease exports (default none)",
     )
 
     replay = commands.add_parser(

@@ -2,8 +2,10 @@
 
 The imperative shell around the pure pipeline: watches parse events into a bounded queue;
 one pump filters and offers them, and releases spans on a short tick, with wall time as
-"now". Every task belongs to one TaskGroup and ends on SIGTERM/SIGINT, after which every
-open episode is closed and flushed.
+"now". Every task belongs to a TaskGroup and ends on SIGTERM/SIGINT. With leader election
+only the replica holding the Lease runs a `Term` (watches events and exports); all keep
+the workload caches warm. A term ends with a flush and a save of the state: the next
+process carries on its open episodes; without a state they close at once.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from tenacity import (
     AsyncRetrying,
@@ -25,10 +29,14 @@ from tenacity import (
     wait_random,
 )
 
+from eventtrace.core.episodes import Assembler
 from eventtrace.core.model import EventState, Rejected, Span
+from eventtrace.core.occurrences import OccurrenceTracker
+from eventtrace.core.owners import ObjectIndex
 from eventtrace.core.pipeline import Pipeline
 from eventtrace.export import SpanSink, burst_piece, open_sink
 from eventtrace.health import HealthServer
+from eventtrace.leader import Leadership
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 from eventtrace.source.frames import EventFrames
@@ -46,6 +54,7 @@ from eventtrace.source.kube import (
 from eventtrace.source.parse import message_was_truncated, parse_event
 from eventtrace.source.resolve import Resolver
 from eventtrace.source.watch import Change, Item, Listed, Listing, Watcher
+from eventtrace.state import Progress, StateError, load_progress, open_store
 
 log = logging.getLogger("eventtrace.run")
 
@@ -54,6 +63,8 @@ HOUSEKEEPING_SECONDS = 60.0
 SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
 QUEUE_SIZE = 2_000  # parsed events waiting for the pump
 CACHE_WAIT_SECONDS = 60.0
+SAVE_SECONDS = 5.0  # the longest a state save may take
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # Events accepted, and spans released, between two turns of the event loop: small enough
 # that the export task (which needs a turn for each step of each batch) keeps pace.
 BATCH = 500
@@ -146,28 +157,19 @@ def _short(error: BaseException) -> str:
 
 
 class LiveService:
+    """What runs for the life of the process: the health server, the workload caches and
+    owner lookups (kept warm on a standby too), and the leadership that decides whether
+    this replica exports. The exporting itself is a `Term`."""
+
     def __init__(self, api: KubeApi, events: Resource, settings: Settings, metrics: Metrics):
+        self.api = api
+        self.events = events
         self.settings = settings
         self.metrics = metrics
-        self.pipeline = Pipeline(settings.trace_rules, int(settings.resolve_timeout * 1e9))
-        self.resolver = Resolver(api, self.pipeline.index, metrics)
-        self.keep = settings.event_filter
-        # Parsed events, and the event watches' list markers in their place among them.
-        self.queue: asyncio.Queue[EventState | Listing | Listed] = asyncio.Queue(QUEUE_SIZE)
+        self.index = ObjectIndex()
+        self.resolver = Resolver(api, self.index, metrics)
         namespaces: list[str | None] = list(settings.namespaces) or [None]
-        timeouts = (settings.watch_timeout, settings.inactivity_timeout)
-        self.event_watchers = [
-            Watcher(
-                api,
-                events,
-                self._on_event,
-                metrics,
-                namespace=ns,
-                timeouts=timeouts,
-                frames=EventFrames(),
-            )
-            for ns in namespaces
-        ]
+        self.namespaces = namespaces
         self.object_watchers = [
             Watcher(
                 api,
@@ -175,32 +177,38 @@ class LiveService:
                 self.resolver.feed(resource.kind, resource.group, ns),
                 metrics,
                 namespace=ns,
-                timeouts=timeouts,
+                timeouts=(settings.watch_timeout, settings.inactivity_timeout),
                 retry_forbidden=False,  # one warning, then chains stop at that kind
                 on_forbidden=self.resolver.forbidden,
             )
             for resource in WORKLOADS
             for ns in (namespaces if resource.namespaced else [None])
         ]
-        self._reported = (0, 0)
-        # Events received since the last report, by type: counted here and added to the
-        # metric each tick, as a counter's inc (a lock, in Python) cost more than a dict.
-        self._received: dict[str, int] = {}
-        # The event watches whose list the pump is taking in (between their markers), and
-        # the arrival number to settle once the owners that list asked for are in.
-        self._listing: set[str] = set()
-        self._to_settle: int | None = None
+        pod_namespace = _pod_namespace()
+        location = settings.state_location(pod_namespace, api.server)
+        self.store = open_store(location, api.client)
+        lease = settings.lease
+        self.leadership = (
+            Leadership(
+                api.client,
+                lease,
+                settings.identity or socket.gethostname(),
+                (settings.lease_duration, settings.renew_deadline, settings.retry_period),
+                metrics,
+            )
+            if lease is not None
+            else None
+        )
+        self.term: Term | None = None
         self.description = f"{events.label} ({events.api_version}) in " + (
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
         )
 
     def not_ready(self) -> str | None:
-        for watcher in self.event_watchers:
-            if not watcher.synced.is_set():
-                return f"{watcher.name}: first list not done"
-            if not watcher.healthy:
-                return f"{watcher.name}: reconnecting to the API server"
-        return None
+        term = self.term
+        if term is None:
+            return None  # a healthy standby is ready
+        return term.not_ready()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or _stop_on_signals()
@@ -213,32 +221,55 @@ class LiveService:
                 f"cannot serve metrics on {self.settings.metrics_addr} ({error.strerror}): "
                 "set EVENTTRACE_METRICS_ADDR or --metrics-addr to a free address"
             ) from None
-        output = self.settings.output or "otlp"
-        sink = open_sink(
-            output, self.settings, self.metrics, shutdown_timeout=SHUTDOWN_FLUSH_SECONDS
-        )
         log.info(
-            "watching %s; spans to %s; metrics on http://%s/metrics",
+            "watching %s; spans to %s; state in %s; metrics on http://%s:%d/metrics",
             self.description,
-            output,
-            self.settings.metrics_addr,
+            self.settings.output or "otlp",
+            self.store.describe() if self.store is not None else "none",
+            health.host,
+            health.port,
         )
-        async with sink:
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(health.serve())
-                    for watcher in self.object_watchers:
-                        tasks.create_task(watcher.run())
-                    tasks.create_task(self._watch_events(tasks))
-                    tasks.create_task(self.resolver.run())
-                    tasks.create_task(self._pump(sink))
-                    await stop.wait()
-                    raise _Shutdown
-            except* _Shutdown:
-                pass
-            await self._shutdown(sink)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(health.serve())
+                for watcher in self.object_watchers:
+                    tasks.create_task(watcher.run())
+                tasks.create_task(self.resolver.run())
+                if self.leadership is None:
+                    self.metrics.leader.set(1)
+                    leading = tasks.create_task(self._lead())
+                else:
+                    leading = tasks.create_task(self.leadership.run(self._lead))
+                await stop.wait()
+                await self._stop_leading(leading)
+                raise _Shutdown
+        except* _Shutdown:
+            pass
 
-    async def _watch_events(self, tasks: asyncio.TaskGroup) -> None:
+    async def _lead(self) -> None:
+        """One term of exporting, from the saved state to a flush and a save at its end."""
+        await self._caches_listed()
+        term = Term(self)
+        self.term = term
+        try:
+            await term.run()
+        finally:
+            self.term = None
+
+    async def _stop_leading(self, leading: asyncio.Task[None]) -> None:
+        """A clean stop: the term flushes and saves, then the Lease is released."""
+        term = self.term
+        if term is not None:
+            term.stopping.set()
+        if self.leadership is None:
+            await asyncio.wait({leading}, timeout=SHUTDOWN_FLUSH_SECONDS + SAVE_SECONDS)
+        else:
+            await self.leadership.finish(SHUTDOWN_FLUSH_SECONDS + SAVE_SECONDS)
+            leading.cancel()
+            await asyncio.wait({leading})
+            await self.leadership.release()
+
+    async def _caches_listed(self) -> None:
         """Start the event watches once the workload caches are listed, so a re-list of
         an hour of events resolves owners from memory rather than by thousands of GETs.
         Not forever: a slow cache is filled in by GETs meanwhile."""
@@ -248,18 +279,146 @@ class LiveService:
         finally:
             for waiting in settled:
                 waiting.cancel()
-        for watcher in self.event_watchers:
-            tasks.create_task(watcher.run())
 
-    async def _shutdown(self, sink: SpanSink) -> None:
+
+class Term:
+    """One term of exporting: the event watches (resumed where the state says), the
+    pipeline (carrying on the state's open episodes), the exporter, and the state saves.
+    It ends cleanly when `stopping` is set (flush, then save), or is cancelled at once
+    when the Lease is lost (nothing more is exported or saved)."""
+
+    def __init__(self, service: LiveService) -> None:
+        self.service = service
+        self.settings = settings = service.settings
+        self.metrics = service.metrics
+        self.resolver = service.resolver
+        self.keep = settings.event_filter
+        self.stopping = asyncio.Event()
+        self.progress = Progress(_cluster_identity(settings, service.api))
+        self.pipeline = Pipeline(settings.trace_rules, int(settings.resolve_timeout * 1e9))
+        # Parsed events, and the event watches' list markers in their place among them.
+        self.queue: asyncio.Queue[EventState | Listing | Listed] = asyncio.Queue(QUEUE_SIZE)
+        self.event_watchers: list[Watcher] = []
+        self._reported = (0, 0)
+        # Events received since the last report, by type: counted here and added to the
+        # metric each tick, as a counter's inc (a lock, in Python) cost more than a dict.
+        self._received: dict[str, int] = {}
+        # The event watches whose list the pump is taking in (between their markers), and
+        # the arrival number to settle once the owners that list asked for are in.
+        self._listing: set[str] = set()
+        self._to_settle: int | None = None
+
+    def not_ready(self) -> str | None:
+        if not self.event_watchers:
+            return "loading the saved state"
+        for watcher in self.event_watchers:
+            if not watcher.synced.is_set():
+                return f"{watcher.name}: first list not done"
+            if not watcher.healthy:
+                return f"{watcher.name}: reconnecting to the API server"
+        return None
+
+    async def run(self) -> None:
+        service, settings = self.service, self.settings
+        self.progress = await load_progress(service.store, self.progress.cluster)
+        tracker = OccurrenceTracker(exported=self.progress.exported_count)
+        assembler = Assembler(settings.trace_rules, on_close=self.progress.closed)
+        assembler.restore(self.progress.restored_episodes)
+        self.progress.restored_episodes = []
+        self.pipeline = Pipeline(
+            settings.trace_rules,
+            int(settings.resolve_timeout * 1e9),
+            service.index,
+            tracker=tracker,
+            assembler=assembler,
+        )
+        self.event_watchers = [
+            Watcher(
+                service.api,
+                service.events,
+                self._on_event,
+                self.metrics,
+                namespace=ns,
+                timeouts=(settings.watch_timeout, settings.inactivity_timeout),
+                frames=EventFrames(),
+                resource_version=self.progress.resource_versions.get(
+                    _watch_name(service.events, ns), ""
+                ),
+            )
+            for ns in service.namespaces
+        ]
+        sink = open_sink(
+            settings.output or "otlp",
+            settings,
+            self.metrics,
+            shutdown_timeout=SHUTDOWN_FLUSH_SECONDS,
+            on_delivered=self.progress.delivered,
+        )
+        async with sink:
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    for watcher in self.event_watchers:
+                        tasks.create_task(watcher.run())
+                    tasks.create_task(self._pump(sink))
+                    tasks.create_task(self._save_every_interval())
+                    await self.stopping.wait()
+                    raise _Shutdown
+            except* _Shutdown:
+                pass
+            await self._flush(sink)
+        # Every watch position is safe to resume from only if all before it went out.
+        complete = sink.lost == 0
+        if complete:
+            self.progress.resource_versions = {
+                _watch_name(service.events, w.namespace): w.resource_version
+                for w in self.event_watchers
+                if w.resource_version
+            }
+        await self._save()
+
+    async def _flush(self, sink: SpanSink) -> None:
         now = time.time_ns()
         while not self.queue.empty():
             self._take(self.queue.get_nowait(), now)
-        # In pieces the export queue can hold, waiting for room until the flush deadline.
+        # With a state, open episodes are carried on by the next process (the same trace
+        # ids); without one, they close now.
+        closing = self.service.store is None
         deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
-        flushed = await self._submit(self.pipeline.drain(now), sink, deadline)
+        flushed = await self._submit(self.pipeline.drain(now, close=closing), sink, deadline)
         self._report()
-        log.info("stopped: closed every open trace (%d spans flushed)", flushed)
+        log.info(
+            "stopped: %d spans flushed; %s",
+            flushed,
+            "closed every open trace"
+            if closing
+            else f"{self.pipeline.assembler.open_episodes} open traces carried on in the state",
+        )
+
+    async def _save_every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.state_interval)
+            if self.progress.changed:
+                # No watch positions in between: after a crash, a re-list (deduplicated by
+                # what was exported) is what loses nothing.
+                self.progress.resource_versions = {}
+                await self._save()
+
+    async def _save(self) -> None:
+        store = self.service.store
+        if store is None:
+            return
+        data = self.progress.encode(self.pipeline.assembler.episodes())
+        self.progress.changed = False
+        try:
+            async with asyncio.timeout(SAVE_SECONDS):
+                await store.save(data)
+        except (StateError, TimeoutError, *TRANSPORT_ERRORS) as error:
+            self.progress.changed = True
+            self.metrics.state_saves.labels(result="failed").inc()
+            log.warning("could not save the state to %s: %s", store.describe(), error)
+            return
+        self.metrics.state_saves.labels(result="ok").inc()
+        self.metrics.state_bytes.set(len(data))
 
     async def _on_event(self, item: Item) -> None:
         """Parsed as it comes off the stream, so the raw input is freed while still in the
@@ -303,7 +462,7 @@ class LiveService:
                 bursting = False
             self._report()
             if time.monotonic() >= next_housekeeping:
-                self.pipeline.forget_old_events(now)
+                self.progress.forget(self.pipeline.forget_old_events(now))
                 self.resolver.sweep()
                 gc.collect()  # the old generation, which the thresholds (cli.py) leave be
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
@@ -362,6 +521,23 @@ class LiveService:
         self._reported = (stats.occurrences, stats.stale)
         self.metrics.open_episodes.set(self.pipeline.assembler.open_episodes)
         self.metrics.pending_events.set(self.pipeline.pending + self.queue.qsize())
+
+
+def _watch_name(events: Resource, namespace: str | None) -> str:
+    return f"{events.label}/{namespace or ''}"
+
+
+def _cluster_identity(settings: Settings, api: KubeApi) -> str:
+    """What a saved state must match: the cluster's name and its API server."""
+    return f"{settings.cluster_name} {api.server}"
+
+
+def _pod_namespace() -> str | None:
+    """The namespace of the pod this runs in, where it runs in one."""
+    try:
+        return POD_NAMESPACE_FILE.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def _stop_on_signals() -> asyncio.Event:

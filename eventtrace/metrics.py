@@ -93,5 +93,23 @@ class Metrics:
             registry=r,
         )
 
+        self.leader = Gauge(
+            "eventtrace_leader",
+            "1 while this replica holds the Lease and exports (always, without leader "
+            "election); 0 on a standby.",
+            registry=r,
+        )
+        self.state_saves = Counter(
+            "eventtrace_state_saves",
+            "Saves of the progress state, by result (ok, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            "eventtrace_state_bytes",
+            "Size of the last progress state saved, compressed.",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

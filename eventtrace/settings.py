@@ -6,12 +6,13 @@ variables, read by the OpenTelemetry exporters themselves (see `export/otlp.py`)
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -99,6 +100,17 @@ class Settings(BaseSettings):
     export_batch_size: int = Field(512, ge=1)
     export_interval: Seconds = 1.0
 
+    # Restarts and replicas (DESIGN §2): what was exported, kept across restarts, and
+    # which replica exports. State: configmap:NAMESPACE/NAME, file:PATH or none; empty,
+    # the default for where it runs (state_location).
+    state: str = ""
+    state_interval: Seconds = 5.0
+    leader_election: str = "none"  # lease:NAMESPACE/NAME or none
+    identity: str = ""  # who holds the Lease; empty: the host name (a pod's name)
+    lease_duration: Seconds = 15.0  # client-go's timings
+    renew_deadline: Seconds = 10.0
+    retry_period: Seconds = 2.0
+
     # Operating it.
     metrics_addr: str = "127.0.0.1:8080"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -108,6 +120,57 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        if value in ("", "none") or (value.startswith("file:") and len(value) > 5):
+            return value
+        if value.startswith("configmap:"):
+            _namespaced_name(value.removeprefix("configmap:"), "configmap:NAMESPACE/NAME")
+            return value
+        raise ValueError(f"{value!r} is not configmap:NAMESPACE/NAME, file:PATH or none")
+
+    @field_validator("leader_election")
+    @classmethod
+    def _lease(cls, value: str) -> str:
+        if value == "none":
+            return value
+        if value.startswith("lease:"):
+            _namespaced_name(value.removeprefix("lease:"), "lease:NAMESPACE/NAME")
+            return value
+        raise ValueError(f"{value!r} is not lease:NAMESPACE/NAME or none")
+
+    @model_validator(mode="after")
+    def _timings(self) -> Settings:
+        # client-go's rules, which kubernetes-asyncio's elector enforces too.
+        if not self.lease_duration > self.renew_deadline > 1.2 * self.retry_period >= 1.2:
+            raise ValueError(
+                "leader election timings need lease_duration > renew_deadline > "
+                f"1.2 x retry_period and retry_period >= 1s (got {self.lease_duration:g}s, "
+                f"{self.renew_deadline:g}s, {self.retry_period:g}s)"
+            )
+        return self
+
+    @property
+    def lease(self) -> tuple[str, str] | None:
+        """(namespace, name) of the Lease to hold, or None: no leader election."""
+        if self.leader_election == "none":
+            return None
+        return _namespaced_name(self.leader_election.removeprefix("lease:"), "")
+
+    def state_location(self, pod_namespace: str | None, server: str) -> str:
+        """Where the state lives: as set, else a ConfigMap in the pod's namespace when in
+        a pod, else a file under $XDG_STATE_HOME/eventtrace named after the cluster (its
+        name and API server)."""
+        if self.state:
+            return self.state
+        if pod_namespace:
+            return f"configmap:{pod_namespace}/eventtrace-state"
+        home = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        host = server.partition("://")[2] or server
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.cluster_name}-{host}")
+        return f"file:{Path(home) / 'eventtrace' / (safe + '.state')}"
 
     @field_validator("metrics_addr")
     @classmethod
@@ -156,6 +219,13 @@ class Settings(BaseSettings):
         if cls.yaml_path is not None:
             sources += (YamlConfigSettingsSource(settings_cls, yaml_file=cls.yaml_path),)
         return sources
+
+
+def _namespaced_name(text: str, form: str) -> tuple[str, str]:
+    namespace, slash, name = text.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise ValueError(f"{text!r} is not {form}")
+    return namespace, name
 
 
 class SettingsError(Exception):

@@ -103,7 +103,11 @@ async def start_run(
             for k, v in os.environ.items()
             if not k.startswith(("EVENTTRACE_", "OTEL_", "KUBECONFIG"))
         }
-        environment.update({"OTEL_EXPORTER_OTLP_INSECURE": "true", **(env or {})})
+        # No state unless a test asks for one: each scenario starts afresh and closes its
+        # traces at the stop (tests of the state give EVENTTRACE_STATE).
+        environment.update(
+            {"OTEL_EXPORTER_OTLP_INSECURE": "true", "EVENTTRACE_STATE": "none", **(env or {})}
+        )
         process = await asyncio.create_subprocess_exec(
             *command,
             stderr=asyncio.subprocess.PIPE,

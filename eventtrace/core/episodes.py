@@ -9,7 +9,7 @@ The caller passes "now" (wall time when live, event time in a replay) to close e
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from eventtrace.core import ids, spans
@@ -100,10 +100,15 @@ class Episode:
 class Assembler:
     """Keeps the open episodes. `add` returns spans ready to export; so do the closers."""
 
-    __slots__ = ("_deadlines", "_open", "_opened", "rules")
+    __slots__ = ("_deadlines", "_on_close", "_open", "_opened", "rules")
 
-    def __init__(self, rules: TraceRules) -> None:
+    def __init__(
+        self, rules: TraceRules, on_close: Callable[[Episode, list[Span]], None] | None = None
+    ) -> None:
         self.rules = rules
+        # Told of each episode as it closes, with its object spans (the state keeps an
+        # episode until they are delivered).
+        self._on_close = on_close
         self._open: dict[str, Episode] = {}  # by root identity, in the order they opened
         # (due_at, number, root identity) as of when it was pushed: a heap, so finding what
         # is due does not look at every open episode. An episode touched since is due
@@ -114,6 +119,25 @@ class Assembler:
     @property
     def open_episodes(self) -> int:
         return len(self._open)
+
+    def episodes(self) -> list[Episode]:
+        """The open episodes, in the order they opened (what a restart carries on)."""
+        return list(self._open.values())
+
+    def restore(self, episodes: Iterable[Episode]) -> None:
+        """Carry on episodes a previous process left open: the same trace ids, closed when
+        due as if it had never stopped. An episode of a root already open here stays
+        closed-over by the one here (the restored one goes first, in the given order)."""
+        for episode in episodes:
+            if episode.root.identity in self._open:
+                continue
+            self._opened += 1
+            episode.number = self._opened
+            self._open[episode.root.identity] = episode
+            heapq.heappush(
+                self._deadlines,
+                (episode.due_at(self.rules), episode.number, episode.root.identity),
+            )
 
     def add(self, occurrence: Occurrence, chain: Chain, now: int) -> list[Span]:
         root = chain[-1]
@@ -225,7 +249,10 @@ class Assembler:
 
     def _close(self, episode: Episode) -> list[Span]:
         del self._open[episode.root.identity]
-        return object_spans(episode, self.rules.cluster_name)
+        spans = object_spans(episode, self.rules.cluster_name)
+        if self._on_close is not None:
+            self._on_close(episode, spans)
+        return spans
 
 
 _NEVER_START = 2**63 - 1

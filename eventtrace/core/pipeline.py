@@ -48,12 +48,18 @@ class Pipeline:
     )
 
     def __init__(
-        self, rules: TraceRules, reorder_window_ns: int, index: ObjectIndex | None = None
+        self,
+        rules: TraceRules,
+        reorder_window_ns: int,
+        index: ObjectIndex | None = None,
+        *,
+        tracker: OccurrenceTracker | None = None,
+        assembler: Assembler | None = None,
     ) -> None:
         self.reorder_window_ns = reorder_window_ns
         self.index = index if index is not None else ObjectIndex()
-        self.tracker = OccurrenceTracker()
-        self.assembler = Assembler(rules)
+        self.tracker = tracker if tracker is not None else OccurrenceTracker()
+        self.assembler = assembler if assembler is not None else Assembler(rules)
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
         self._arrivals = 0
@@ -96,9 +102,10 @@ class Pipeline:
             yield self._process(heapq.heappop(pending)[-1], now)
         yield from self.assembler.close_due(now)
 
-    def drain(self, now: int | None = None) -> Iterator[list[Span]]:
+    def drain(self, now: int | None = None, *, close: bool = True) -> Iterator[list[Span]]:
         """Process everything pending and close every episode (shutdown, end of replay),
-        lazily as `release` does.
+        lazily as `release` does. With `close` False, the episodes due by `now` close and
+        the rest stay open (a shutdown whose state carries them on).
 
         With `now` None the clock is the events' own time: a replay closes episodes as
         it goes, exactly as the rules say, whatever order the input came in."""
@@ -111,7 +118,10 @@ class Pipeline:
             processed += 1
             if now is None and processed % 1024 == 0:
                 yield from self.assembler.close_due(clock)
-        yield from self.assembler.close_all()
+        if close:
+            yield from self.assembler.close_all()
+        elif now is not None:
+            yield from self.assembler.close_due(now)
 
     def forget_old_events(self, now: int) -> list[str]:
         """Forget the events not seen for EVENT_MEMORY_NS of "now"; their uids."""

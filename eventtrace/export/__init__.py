@@ -7,7 +7,7 @@ printer (console.py) or JSON lines (jsonl.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from eventtrace.core.model import Span
@@ -45,7 +45,12 @@ def burst_piece(settings: Settings) -> int:
 
 
 def open_sink(
-    output: str, settings: Settings, metrics: Metrics, *, shutdown_timeout: float = 10.0
+    output: str,
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    shutdown_timeout: float = 10.0,
+    on_delivered: Callable[[Sequence[Span]], None] | None = None,
 ) -> SpanSink:
     """The Batcher around the exporter for `--output`. OTLP is imported only when asked
     for (it loads gRPC). Raises SettingsError for bad OTLP settings."""
@@ -69,4 +74,5 @@ def open_sink(
         interval=settings.export_interval,
         queue_size=settings.export_queue_size,
         shutdown_timeout=shutdown_timeout,
+        on_delivered=on_delivered,
     )

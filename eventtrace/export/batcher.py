@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -83,8 +83,11 @@ class Batcher:
         interval: float = 1.0,
         queue_size: int = 20_000,
         shutdown_timeout: float = 10.0,
+        on_delivered: Callable[[Sequence[Span]], None] | None = None,
     ) -> None:
         self._exporter = exporter
+        # Told of every batch the exporter accepted: what counts as exported (the state).
+        self._on_delivered = on_delivered
         self._where = exporter.describe()
         self._metrics = metrics
         self._batch_size = batch_size
@@ -137,8 +140,11 @@ class Batcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Cancelled (the Lease was lost): stop at once, nothing more goes out; what is
+        # held was never acknowledged, so the next leader exports it.
+        abandoned = exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
         try:
-            await self._stop_worker()
+            await self._stop_worker(flush=not abandoned)
         finally:
             self._closed = True
             self._count_lost()
@@ -296,8 +302,9 @@ class Batcher:
 
     # -- shutdown ---------------------------------------------------------------------
 
-    async def _stop_worker(self) -> None:
-        """Let the worker flush until the deadline, then cancel it (and its exports)."""
+    async def _stop_worker(self, *, flush: bool = True) -> None:
+        """Let the worker flush until the deadline (if `flush`), then cancel it (and its
+        exports)."""
         worker = self._worker
         if worker is None:
             return
@@ -305,7 +312,8 @@ class Batcher:
         self._room.set()
         self._wakeup.set()
         try:
-            await asyncio.wait({worker}, timeout=self._shutdown_timeout)
+            if flush:
+                await asyncio.wait({worker}, timeout=self._shutdown_timeout)
         finally:
             if not worker.done():
                 worker.cancel()
@@ -354,6 +362,8 @@ class Batcher:
     def _record_delivered(self, spans: list[Span]) -> None:
         self._failing = False
         self._delivered += len(spans)
+        if self._on_delivered is not None:
+            self._on_delivered(spans)
         if len(self._queue) <= self._room_level:
             self._room.set()
         for kind, count in Counter(span.kind.value for span in spans).items():
