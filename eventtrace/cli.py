@@ -1,4 +1,5 @@
-"""The command line: `eventtrace run | replay FILE… | demo`.
+"""The command line: `eventtrace run | replay FILE… | demo | tree TARGET`, and the kubectl
+plugin `kubectl-eventtrace` (`kubectl eventtrace TARGET` = `eventtrace tree TARGET`).
 
 Exit codes: 0 done, 1 could not do the job (API server unreachable, credentials refused),
 2 bad usage, a bad setting or an unreadable input file; 141 when the reader of stdout went
@@ -31,7 +32,16 @@ EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE, like other commands in a
 
 def entry() -> NoReturn:
     """The `eventtrace` command (and `python -m eventtrace`): main, then exit at once."""
-    code = main()
+    _leave(main())
+
+
+def kubectl_entry() -> NoReturn:
+    """`kubectl-eventtrace`, the kubectl plugin: kubectl runs it for `kubectl eventtrace
+    ARGS` (it finds it on PATH), and that is `eventtrace tree ARGS`."""
+    _leave(main(["tree", *sys.argv[1:]], kubectl=True))
+
+
+def _leave(code: int) -> NoReturn:
     # Every span is flushed and every file closed by now. Freeing the heap object by object
     # at interpreter exit (the object cache, the event counts: hundreds of thousands) only
     # delays the pod's exit (measured: 0.4 s with 30 000 objects): leave that to the OS.
@@ -42,8 +52,8 @@ def entry() -> NoReturn:
     os._exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, kubectl: bool = False) -> int:
+    parser = _parser(kubectl=kubectl)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -79,6 +89,21 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from eventtrace.live import run
 
         return await run(settings, metrics)
+    if args.command == "tree":
+        from eventtrace.tree import TreeOptions, tree
+
+        logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+        options = TreeOptions(
+            words=[args.target, *([args.name] if args.name else [])],
+            namespace=args.tree_namespace,
+            all_namespaces=args.all_namespaces,
+            since_seconds=args.since[0],
+            since_text=args.since[1],
+            watch=args.watch,
+            output=settings.output or "console",
+            wide=args.wide,
+        )
+        return await tree(options, settings, metrics)
 
     from eventtrace.replay import demo_paths, replay
 
@@ -121,7 +146,7 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, kubectl: bool = False) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("settings (each also EVENTTRACE_<NAME> or --config)")
     group.add_argument("--config", type=Path, metavar="FILE", help="YAML file of settings")
@@ -194,7 +219,90 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="trace a built-in recording (a rollout, a pod stuck on a bad image)",
     )
+    _tree_parser(commands, kubectl)
     return parser
+
+
+def _tree_parser(commands: Any, kubectl: bool) -> None:
+    """`eventtrace tree TARGET`, also `kubectl eventtrace TARGET` (the plugin)."""
+    tree = commands.add_parser(
+        "tree",
+        prog="kubectl eventtrace" if kubectl else None,
+        help="the causal waterfall of one object and what it owns: deploy/web, sts/db, node/x",
+        description="The events of one object and of everything it owns (a Deployment's "
+        "ReplicaSets and their Pods, a StatefulSet's Pods, ...), as one waterfall per "
+        "episode, read from the cluster with field selectors. As a kubectl plugin: "
+        "kubectl eventtrace deploy/web -n shop.",
+    )
+    tree.add_argument(
+        "target",
+        metavar="TYPE/NAME",
+        help="as kubectl names objects: deployment/web, deploy/web, sts/db, pod/x, "
+        "node/kind-worker, rollouts.argoproj.io/demo (or TYPE NAME)",
+    )
+    tree.add_argument("name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
+    tree.add_argument(
+        "-n",
+        "--namespace",
+        dest="tree_namespace",
+        metavar="NS",
+        help="the object's namespace (default: the kubeconfig context's)",
+    )
+    tree.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="find the object by name in whichever namespace holds it",
+    )
+    tree.add_argument("--context", help="kubeconfig context (default: current)")
+    tree.add_argument(
+        "--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config, in-cluster"
+    )
+    tree.add_argument(
+        "--since",
+        type=_since,
+        default=(3600.0, "1h"),
+        metavar="DURATION",
+        help="events whose last occurrence is newer than this (default 1h; 0: all)",
+    )
+    tree.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="stay on the watch and redraw as events come (Ctrl-C quits)",
+    )
+    tree.add_argument(
+        "-o",
+        "--output",
+        choices=["console", "jsonl", "otlp"],
+        help="the waterfall (default), JSON lines, or OTLP to a backend",
+    )
+    tree.add_argument(
+        "--wide",
+        action="store_true",
+        help="print messages in full on a terminal too (piped they always are)",
+    )
+    tree.add_argument("--cluster-name", help="k8s.cluster.name on every span")
+    tree.add_argument(
+        "--trace-idle", metavar="DURATION", help="an episode ends after this quiet (120s)"
+    )
+    tree.add_argument("--trace-max", metavar="DURATION", help="longest episode (30m)")
+    tree.add_argument("--otlp-endpoint", metavar="URL", help="with -o otlp")
+    tree.add_argument("--otlp-protocol", choices=["grpc", "http/protobuf"])
+    tree.add_argument("--config", type=Path, metavar="FILE", help="YAML file of settings")
+    tree.add_argument("-v", "--verbose", action="store_true", help="log what it does")
+
+
+def _since(text: str) -> tuple[float, str]:
+    from eventtrace.settings import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = None
+    if not isinstance(seconds, float | int) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30m, 1h, 2h30m, 0)")
+    return float(seconds), text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -212,7 +212,10 @@ def test_the_script_and_python_m_run_the_same_entry() -> None:
     # `python -m eventtrace`. Both must take the same way out (cli.entry: flush, then exit
     # without tearing down the heap), or the benchmark measures what users do not run.
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"eventtrace": "eventtrace.cli:entry"}
+    assert scripts == {
+        "eventtrace": "eventtrace.cli:entry",
+        "kubectl-eventtrace": "eventtrace.cli:kubectl_entry",  # the kubectl plugin
+    }
     main_module = (ROOT / "eventtrace" / "__main__.py").read_text()
     assert "from eventtrace.cli import entry" in main_module and "entry()" in main_module
 
