@@ -60,7 +60,8 @@ class Leadership:
             election = LeaderElection(
                 Config(
                     self._lock,
-                    self.lease_duration,
+                    # A Lease holds whole seconds (leaseDurationSeconds): so does the elector.
+                    max(1, round(self.lease_duration)),
                     self.renew_deadline,
                     self.retry_period,
                     onstarted_leading=lambda: self._lead(lead),

@@ -3,4 +3,4 @@ speaking the real list/watch protocol, and an OTLP receiver decoding real protob
 
 from __future__ import annotations
 
-pytest_plugins = ["support.apiserver", "support.otlp_receiver"]
+pytest_plugins = ["support.apiserver", "support.otlp_receiver", "support.live"]
