@@ -3,13 +3,18 @@
 Each values set is rendered once per module; the tests then read the manifests. What is
 checked: `helm lint`, the values schema (through the SDK, which applies it on render as
 `helm install` does), every manifest against the Kubernetes OpenAPI schemas
-(kubernetes-validate, strict), read-only RBAC, the restricted security contexts, and that
-the settings file the ConfigMap carries loads with eventtrace's own settings model.
+(kubernetes-validate, strict), RBAC (read-only cluster-wide; namespaced writes only to
+the Lease and the state ConfigMap, by name), the restricted security contexts, leader
+election and the standby replica, the in-chart Jaeger, the Grafana dashboard (its PromQL
+against eventtrace's real metric names), and that the settings file the ConfigMap
+carries loads with eventtrace's own settings model.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +24,18 @@ import yaml
 helm = pytest.importorskip("helm_python")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
+from eventtrace.metrics import Metrics  # noqa: E402
 from eventtrace.settings import Settings, SettingsError, load_settings  # noqa: E402
 
-CHART_DIR = Path(__file__).resolve().parents[1] / "charts" / "eventtrace"
+ROOT = Path(__file__).resolve().parents[1]
+CHART_DIR = ROOT / "charts" / "eventtrace"
+DASHBOARD = CHART_DIR / "dashboards" / "eventtrace.json"
 RELEASE = "et"
 NAMESPACE = "observability"
 FULLNAME = "et-eventtrace"
+JAEGER = "et-eventtrace-jaeger"
+# What the downward API gives EVENTTRACE_IDENTITY in a pod of the Deployment.
+POD_NAME = "et-eventtrace-6d5f8c7b9-x2x9q"
 
 # Kubernetes versions whose schemas every manifest must pass: the oldest the chart
 # declares (Chart.yaml kubeVersion), a common one, and the newest the package ships.
@@ -53,7 +64,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "interval": "15s"},
     },
     "pdb": {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}},
-    "pdb-percent": {"podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"}},
+    "pdb-percent": {"podDisruptionBudget": {"minAvailable": "", "maxUnavailable": "50%"}},
     "extra-rules": {
         "clusterRole": {
             "extraRules": [
@@ -148,6 +159,57 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "pullPolicy": "Always",
         },
     },
+    # --- leader election, state, replicas ---
+    "leader-election-off": {"leaderElection": {"enabled": False}, "replicaCount": 1},
+    "stateless-single": {
+        "leaderElection": {"enabled": False},
+        "replicaCount": 1,
+        "state": {"type": "none"},
+    },
+    "custom-lease": {
+        "replicaCount": 3,
+        "leaderElection": {"leaseName": "eventtrace-leader"},
+        "state": {"configMapName": "eventtrace-memory"},
+        "podAntiAffinity": "none",
+    },
+    "state-file": {"state": {"type": "file", "path": "/var/lib/eventtrace/state.json"}},
+    "recreate": {
+        "leaderElection": {"enabled": False},
+        "replicaCount": 1,
+        "strategy": {"type": "Recreate"},
+    },
+    "no-role": {"role": {"create": False}},
+    "own-anti-affinity": {
+        "affinity": {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "topologyKey": "topology.kubernetes.io/zone",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "eventtrace"}},
+                    }
+                ],
+            },
+        },
+    },
+    # --- Jaeger beside eventtrace, the Grafana dashboard ---
+    "jaeger": {"jaeger": {"enabled": True}},
+    "jaeger-http": {
+        "jaeger": {"enabled": True, "image": {"pullPolicy": "Always"}},
+        "otlp": {"protocol": "http/protobuf"},
+        "networkPolicy": {"enabled": True},
+    },
+    "dashboard": {"grafana": {"dashboard": {"enabled": True}}},
+    "dashboard-elsewhere": {
+        "grafana": {
+            "dashboard": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "labels": {"grafana_dashboard": "eventtrace"},
+                "annotations": {"grafana_folder": "Kubernetes"},
+            },
+        },
+        "serviceMonitor": {"enabled": True},
+    },
 }
 
 
@@ -183,9 +245,21 @@ def objects(rendered: dict[str, dict[str, str]]) -> dict[str, list[dict[str, Any
     return {name: _objects(manifests) for name, manifests in rendered.items()}
 
 
-def _only(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [o for o in objs if o["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+@pytest.fixture(scope="module")
+def merged(chart: Any) -> dict[str, dict[str, Any]]:
+    """Each set's values as a release sees them: the chart's defaults, overridden."""
+    return {name: chart.merge_values(values) for name, values in VALUE_SETS.items()}
+
+
+def _find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+
+
+def _only(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = _find(objs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
     return found[0]
 
 
@@ -193,8 +267,18 @@ def _kinds(objs: list[dict[str, Any]]) -> list[str]:
     return sorted(o["kind"] for o in objs)
 
 
+def _deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """eventtrace's Deployment (not the in-chart Jaeger's)."""
+    return _only(objs, "Deployment", FULLNAME)
+
+
+def _pod(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = _deployment(objs)["spec"]["template"]["spec"]
+    return spec
+
+
 def _container(objs: list[dict[str, Any]]) -> dict[str, Any]:
-    (container,) = _only(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = _pod(objs)["containers"]
     return container
 
 
@@ -205,9 +289,20 @@ def _env(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in env}
 
 
+def _config(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The settings file the pod reads (--config)."""
+    data: dict[str, Any] = yaml.safe_load(_only(objs, "ConfigMap", FULLNAME)["data"]["config.yaml"])
+    return data
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
 sets = pytest.mark.parametrize("name", list(VALUE_SETS))
 
 Objects = dict[str, list[dict[str, Any]]]  # values-set name -> rendered objects
+Rendered = dict[str, dict[str, str]]  # values-set name -> template path -> text
 
 
 # --- helm lint and the schema --------------------------------------------------------------
@@ -234,7 +329,31 @@ def test_schema_is_draft_07_and_closed(chart: Any) -> None:
 BAD_VALUES = [
     pytest.param({"otlp": {"protocol": "udp"}}, "/otlp/protocol", id="protocol-udp"),
     pytest.param({"replicaCount": "two"}, "/replicaCount", id="replicas-string"),
-    pytest.param({"replicaCount": 2}, "/replicaCount", id="replicas-two-without-leader-election"),
+    pytest.param({"replicaCount": -1}, "/replicaCount", id="replicas-negative"),
+    pytest.param(
+        {"replicaCount": 2, "leaderElection": {"enabled": False}},
+        "/replicaCount",
+        id="replicas-two-without-leader-election",
+    ),
+    pytest.param(
+        {"leaderElection": {"enabled": "yes"}}, "/leaderElection/enabled", id="leader-not-bool"
+    ),
+    pytest.param(
+        {"leaderElection": {"leaseName": "Not_A_Name"}},
+        "/leaderElection/leaseName",
+        id="lease-name",
+    ),
+    pytest.param({"state": {"type": "redis"}}, "/state/type", id="state-type"),
+    pytest.param({"state": {"type": "file"}}, "/state", id="state-file-without-path"),
+    pytest.param(
+        {"state": {"type": "file", "path": "state.json"}}, "/state/path", id="state-path-relative"
+    ),
+    pytest.param(
+        {"strategy": {"rollingUpdate": {"maxUnavailable": "one"}}},
+        "/strategy/rollingUpdate/maxUnavailable",
+        id="strategy-max-unavailable",
+    ),
+    pytest.param({"podAntiAffinity": "required"}, "/podAntiAffinity", id="anti-affinity-enum"),
     pytest.param({"replicas": 1}, "replicas", id="unknown-top-level-key"),
     pytest.param({"output": "zipkin"}, "/output", id="output-enum"),
     pytest.param({"logLevel": "TRACE"}, "/logLevel", id="log-level-enum"),
@@ -251,6 +370,19 @@ BAD_VALUES = [
     pytest.param({"service": {"port": 70000}}, "/service/port", id="port-range"),
     pytest.param(
         {"serviceMonitor": {"enabled": "true"}}, "/serviceMonitor/enabled", id="enabled-string"
+    ),
+    pytest.param({"jaeger": {"enabled": "true"}}, "/jaeger/enabled", id="jaeger-enabled-string"),
+    pytest.param({"jaeger": {"image": {"tag": ""}}}, "/jaeger/image/tag", id="jaeger-tag-empty"),
+    pytest.param({"jaeger": {"storage": "badger"}}, "/jaeger", id="jaeger-unknown-key"),
+    pytest.param(
+        {"grafana": {"dashboard": {"labels": {"grafana_dashboard": 1}}}},
+        "/grafana/dashboard/labels",
+        id="dashboard-label-not-string",
+    ),
+    pytest.param(
+        {"podDisruptionBudget": {"minAvailable": "half"}},
+        "/podDisruptionBudget/minAvailable",
+        id="pdb-min-available",
     ),
     pytest.param(
         {"clusterRole": {"extraRules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}},
@@ -293,6 +425,13 @@ def test_schema_accepts_the_values_sets(chart: Any, name: str) -> None:
     chart.validate_schema(VALUE_SETS[name])
 
 
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_leader_election_may_be_off_with_at_most_one_replica(chart: Any, replicas: int) -> None:
+    values = {"leaderElection": {"enabled": False}, "replicaCount": replicas}
+    chart.validate_schema(values)
+    assert _deployment(_objects(_render(chart, values)))["spec"]["replicas"] == replicas
+
+
 @pytest.mark.parametrize(
     ("text", "ok"),
     [
@@ -324,10 +463,62 @@ def test_schema_durations_agree_with_eventtrace(chart: Any, text: str, ok: bool)
     assert parsed == valid == ok
 
 
-def test_tls_ca_from_secret_and_configmap_at_once_fails(chart: Any) -> None:
-    values = {"otlp": {"tls": {"ca": {"existingSecret": "a", "existingConfigMap": "b"}}}}
-    with pytest.raises(helm.HelmRenderError, match="not both"):
+# Combinations the templates refuse, each with a message that says what to do.
+BAD_COMBINATIONS = [
+    pytest.param(
+        {"otlp": {"tls": {"ca": {"existingSecret": "a", "existingConfigMap": "b"}}}},
+        "not both",
+        id="tls-ca-twice",
+    ),
+    pytest.param(
+        {"jaeger": {"enabled": True}, "otlp": {"endpoint": "http://collector:4317"}},
+        "jaeger.enabled sends spans to the in-chart Jaeger, but otlp.endpoint is also set",
+        id="jaeger-and-endpoint",
+    ),
+    pytest.param(
+        {"jaeger": {"enabled": True}, "output": "console"},
+        "jaeger.enabled needs output: otlp",
+        id="jaeger-without-otlp",
+    ),
+    pytest.param(
+        {"extraConfig": {"leader_election": "none"}},
+        "extraConfig.leader_election: set by the chart",
+        id="extra-config-leader-election",
+    ),
+    pytest.param(
+        {"extraConfig": {"state": "file:/tmp/x"}},
+        "extraConfig.state: set by the chart",
+        id="extra-config-state",
+    ),
+    pytest.param(
+        {"extraConfig": {"identity": "me"}},
+        "extraConfig.identity: set by the chart",
+        id="extra-config-identity",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_COMBINATIONS)
+def test_templates_refuse_bad_combinations(
+    chart: Any, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
         _render(chart, values)
+
+
+def test_two_replicas_without_leader_election_fail_even_without_the_schema(
+    tmp_path: Path,
+) -> None:
+    # `helm install --skip-schema-validation` still gets a clear refusal, from the template:
+    # render a copy of the chart without its schema.
+    copy = tmp_path / "eventtrace"
+    shutil.copytree(CHART_DIR, copy)
+    (copy / "values.schema.json").unlink()
+    values = {"leaderElection": {"enabled": False}, "replicaCount": 2}
+    with helm.Chart.load(copy) as unchecked, pytest.raises(helm.HelmRenderError) as caught:
+        _render(unchecked, values)
+    assert "replicaCount is 2 but leaderElection.enabled is false" in str(caught.value)
+    assert "Set replicaCount to 0 or 1, or enable leader election" in str(caught.value)
 
 
 # --- every manifest is valid Kubernetes ----------------------------------------------------
@@ -356,12 +547,23 @@ def test_the_validator_is_strict() -> None:
         kubernetes_validate.validate(service, KUBE_VERSIONS[-1], strict=True)
 
 
+@sets
+def test_object_names_are_unique(objects: Objects, name: str) -> None:
+    keys = [
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects[name]
+    ]
+    assert len(keys) == len(set(keys)), keys
+
+
 def test_default_objects(objects: Objects) -> None:
     assert _kinds(objects["default"]) == [
         "ClusterRole",
         "ClusterRoleBinding",
         "ConfigMap",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -371,26 +573,34 @@ def test_default_objects(objects: Objects) -> None:
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
 
 
-# --- RBAC: read-only, no wildcards, no secrets --------------------------------------------
+# --- RBAC: read-only cluster-wide; namespaced writes to the Lease and state only ----------
+
+
+def _is_secret(resource: str) -> bool:
+    return resource == "secrets" or resource.startswith("secrets/")
+
+
+@sets
+def test_no_rbac_rule_has_wildcards_or_secrets(objects: Objects, name: str) -> None:
+    for role in _find(objects[name], "ClusterRole") + _find(objects[name], "Role"):
+        for rule in role["rules"]:
+            assert "nonResourceURLs" not in rule
+            for field in ("apiGroups", "resources", "verbs"):
+                assert not any("*" in item for item in rule[field]), rule
+            assert not any(_is_secret(r) for r in rule["resources"]), rule
 
 
 @sets
 def test_cluster_role_is_read_only(objects: Objects, name: str) -> None:
     objs = objects[name]
-    assert not [o for o in objs if o["kind"] in {"Role", "RoleBinding"}]
-    roles = [o for o in objs if o["kind"] == "ClusterRole"]
+    roles = _find(objs, "ClusterRole")
     if VALUE_SETS[name].get("clusterRole", {}).get("create") is False:
-        assert roles == []
+        assert roles == [] and _find(objs, "ClusterRoleBinding") == []
         return
     (role,) = roles
     granted = set()
     for rule in role["rules"]:
-        assert "nonResourceURLs" not in rule
-        for field in ("apiGroups", "resources", "verbs"):
-            assert "*" not in rule[field], rule
-            assert not any("*" in item for item in rule[field]), rule
         assert set(rule["verbs"]) <= READ_VERBS, rule
-        assert not any(r == "secrets" or r.startswith("secrets/") for r in rule["resources"]), rule
         granted |= {(g, r) for g in rule["apiGroups"] for r in rule["resources"]}
     assert granted >= REQUIRED_READS
     extra = {
@@ -400,7 +610,7 @@ def test_cluster_role_is_read_only(objects: Objects, name: str) -> None:
         for r in rule["resources"]
     }
     assert granted == REQUIRED_READS | extra
-
+    # Nothing writes cluster-wide: no other ClusterRole, and the binding is to this one.
     binding = _only(objs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -411,6 +621,85 @@ def test_cluster_role_is_read_only(objects: Objects, name: str) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
     ]
+
+
+def _grants(role: dict[str, Any]) -> set[tuple[str, str, str, str | None]]:
+    """(apiGroup, resource, verb, resourceName or None for any) for every rule."""
+    grants = set()
+    for rule in role["rules"]:
+        names = rule.get("resourceNames") or [None]
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                for v in rule["verbs"]:
+                    for n in names:
+                        grants.add((g, r, v, n))
+    return grants
+
+
+@sets
+def test_role_touches_only_the_lease_and_the_state_configmap(
+    objects: Objects, merged: dict[str, dict[str, Any]], name: str
+) -> None:
+    objs = objects[name]
+    values = merged[name]
+    lease = values["leaderElection"]["leaseName"] or FULLNAME
+    state = values["state"]["configMapName"] or f"{FULLNAME}-state"
+    expected: set[tuple[str, str, str, str | None]] = set()
+    if values["leaderElection"]["enabled"]:
+        expected |= {
+            ("coordination.k8s.io", "leases", "get", lease),
+            ("coordination.k8s.io", "leases", "update", lease),
+            # Kubernetes cannot limit create to a name: the object does not exist yet.
+            ("coordination.k8s.io", "leases", "create", None),
+        }
+    if values["state"]["type"] == "configmap":
+        expected |= {
+            ("", "configmaps", "get", state),
+            ("", "configmaps", "update", state),
+            ("", "configmaps", "create", None),
+        }
+    roles, bindings = _find(objs, "Role"), _find(objs, "RoleBinding")
+    if not expected or not values["role"]["create"]:
+        assert roles == [] and bindings == []
+        return
+    (role,), (binding,) = roles, bindings
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert _grants(role) == expected
+    # Every verb that can be limited to a name is: only create stands alone.
+    for rule in role["rules"]:
+        assert ("resourceNames" in rule) == (rule["verbs"] != ["create"]), rule
+        if "resourceNames" in rule:
+            assert len(rule["resourceNames"]) == 1, rule
+    # The names granted are the ones eventtrace is told to use.
+    config = _config(objs)
+    if values["leaderElection"]["enabled"]:
+        assert config["leader_election"] == f"lease:{NAMESPACE}/{lease}"
+    if values["state"]["type"] == "configmap":
+        assert config["state"] == f"configmap:{NAMESPACE}/{state}"
+        # ... and not the chart's own settings ConfigMap, which eventtrace must not rewrite.
+        assert state != _only(objs, "ConfigMap", FULLNAME)["metadata"]["name"]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": _pod(objs)["serviceAccountName"], "namespace": NAMESPACE}
+    ]
+
+
+def test_role_objects_by_values(objects: Objects) -> None:
+    assert _find(objects["stateless-single"], "Role") == []
+    # Leader election off, state still in a ConfigMap: a Role for that alone.
+    (role,) = _find(objects["leader-election-off"], "Role")
+    assert {g[1] for g in _grants(role)} == {"configmaps"}
+    (role,) = _find(objects["state-file"], "Role")
+    assert {g[1] for g in _grants(role)} == {"leases"}
+    assert _find(objects["no-role"], "Role") == []
+    # The user's own account still gets the chart's Role (its ClusterRole is theirs).
+    (binding,) = _find(objects["existing-account"], "RoleBinding")
+    assert binding["subjects"][0]["name"] == "eventtrace-reader"
 
 
 def test_extra_rules_are_appended(objects: Objects) -> None:
@@ -424,34 +713,46 @@ def test_extra_rules_are_appended(objects: Objects) -> None:
 
 # --- the pod: security, token, probes, config ----------------------------------------------
 
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _assert_restricted(pod: dict[str, Any]) -> None:
+    assert pod["securityContext"] == RESTRICTED_POD
+    assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security.get("privileged", False) is False
+        assert security["runAsNonRoot"] is True
+        # The one writable place.
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+
 
 @sets
 def test_security_contexts_are_restricted(objects: Objects, name: str) -> None:
-    pod = _only(objects[name], "Deployment")["spec"]["template"]["spec"]
-    assert pod["securityContext"] == {
-        "runAsNonRoot": True,
-        "runAsUser": 10001,
-        "runAsGroup": 10001,
-        "fsGroup": 10001,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container = _container(objects[name])
-    security = container["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]}
-    assert security.get("privileged", False) is False
-    assert security["runAsNonRoot"] is True
-    # The one writable place.
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert "emptyDir" in volumes[mounts["/tmp"]]
-    assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC"))
+    deployments = _find(objects[name], "Deployment")
+    assert deployments
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        _assert_restricted(pod)
+        # No FOO_SERVICE_HOST variables: a Service named eventtrace would put
+        # EVENTTRACE_SERVICE_HOST, EVENTTRACE_PORT, ... into eventtrace's settings prefix.
+        assert pod["enableServiceLinks"] is False
 
 
 @sets
 def test_pod_mounts_the_service_account_token_on_purpose(objects: Objects, name: str) -> None:
-    pod = _only(objects[name], "Deployment")["spec"]["template"]["spec"]
+    pod = _pod(objects[name])
     assert pod["automountServiceAccountToken"] is True
     expected = VALUE_SETS[name].get("serviceAccount", {}).get("name") or FULLNAME
     assert pod["serviceAccountName"] == expected
@@ -465,9 +766,14 @@ def test_pod_mounts_the_service_account_token_on_purpose(objects: Objects, name:
 
 def test_deployment_defaults(objects: Objects) -> None:
     objs = objects["default"]
-    deployment = _only(objs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    deployment = _deployment(objs)
+    # A leader and a standby; a rolling update starts the new pod before stopping an old
+    # one, so the Lease always has a ready taker.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     container = _container(objs)
     assert container["image"] == "eventtrace:0.1.0"  # tag defaults to the appVersion
     assert container["args"] == ["run", "--config", "/etc/eventtrace/config.yaml"]
@@ -488,23 +794,82 @@ def test_deployment_defaults(objects: Objects) -> None:
     mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
     assert mount["mountPath"] == container["args"][2]
     assert mount["readOnly"] is True
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    volume = next(v for v in volumes if v["name"] == "config")
-    assert volume["configMap"]["name"] == _only(objs, "ConfigMap")["metadata"]["name"]
-    assert mount["subPath"] in _only(objs, "ConfigMap")["data"]
+    volume = next(v for v in _pod(objs)["volumes"] if v["name"] == "config")
+    assert volume["configMap"]["name"] == FULLNAME
+    assert mount["subPath"] in _only(objs, "ConfigMap", FULLNAME)["data"]
+
+
+def test_recreate_strategy_drops_the_rolling_update(objects: Objects) -> None:
+    # The defaults' rollingUpdate must not follow type: Recreate (Kubernetes refuses both).
+    assert _deployment(objects["recreate"])["spec"]["strategy"] == {"type": "Recreate"}
+
+
+@sets
+def test_identity_is_the_pod_name(objects: Objects, name: str) -> None:
+    env = _env(objects[name])
+    assert env["EVENTTRACE_IDENTITY"] == {
+        "name": "EVENTTRACE_IDENTITY",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+    }
+    assert "identity" not in _config(objects[name])
+
+
+@sets
+def test_leader_election_and_state_settings(
+    objects: Objects, merged: dict[str, dict[str, Any]], name: str
+) -> None:
+    values = merged[name]
+    config = _config(objects[name])
+    if values["leaderElection"]["enabled"]:
+        lease = values["leaderElection"]["leaseName"] or FULLNAME
+        assert config["leader_election"] == f"lease:{NAMESPACE}/{lease}"
+    else:
+        assert config["leader_election"] == "none"
+        assert values["replicaCount"] <= 1
+    state = values["state"]
+    expected = {
+        "configmap": f"configmap:{NAMESPACE}/{state['configMapName'] or FULLNAME + '-state'}",
+        "file": f"file:{state['path']}",
+        "none": "none",
+    }[state["type"]]
+    assert config["state"] == expected
+
+
+@sets
+def test_replicas_spread_over_nodes(objects: Objects, name: str) -> None:
+    pod = _pod(objects[name])
+    labels = _deployment(objects[name])["spec"]["template"]["metadata"]["labels"]
+    own = VALUE_SETS[name].get("affinity", {})
+    affinity = pod.get("affinity", {})
+    for key, value in own.items():
+        if key != "podAntiAffinity":
+            assert affinity[key] == value  # the user's other affinity kept as written
+    if "podAntiAffinity" in own:
+        assert affinity["podAntiAffinity"] == own["podAntiAffinity"]  # theirs replaces ours
+    elif VALUE_SETS[name].get("podAntiAffinity") == "none":
+        assert "podAntiAffinity" not in affinity
+    else:
+        (preferred,) = affinity["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        term = preferred["podAffinityTerm"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert _selects(term["labelSelector"]["matchLabels"], labels)
+        # Preferred, never required: a surge pod on a small cluster must still schedule.
+        assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity["podAntiAffinity"]
 
 
 def test_service_selects_the_pod(objects: Objects) -> None:
     objs = objects["default"]
-    service = _only(objs, "Service")
-    pod_labels = _only(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = _only(objs, "Service", FULLNAME)
+    pod_labels = _deployment(objs)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
     ]
-    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert _selects(service["spec"]["selector"], pod_labels)
 
 
-def test_endpoint_and_warning(rendered: dict[str, dict[str, str]], objects: Objects) -> None:
+def test_endpoint_and_warning(rendered: Rendered, objects: Objects) -> None:
     env = _env(objects["endpoint"])
     endpoint = VALUE_SETS["endpoint"]["otlp"]["endpoint"]
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == endpoint
@@ -517,9 +882,15 @@ def test_endpoint_and_warning(rendered: dict[str, dict[str, str]], objects: Obje
     assert jaeger in rendered["tls-ca-secret"]["eventtrace/templates/NOTES.txt"]
 
 
-def test_headers_come_from_the_secret_only(
-    rendered: dict[str, dict[str, str]], objects: Objects
-) -> None:
+def test_notes_name_the_leader(rendered: Rendered) -> None:
+    notes = rendered["default"]["eventtrace/templates/NOTES.txt"]
+    assert f"kubectl -n {NAMESPACE} get lease {FULLNAME} -o jsonpath=" in notes
+    single = rendered["leader-election-off"]["eventtrace/templates/NOTES.txt"]
+    assert "get lease" not in single
+    assert f"port-forward service/{FULLNAME} 8080:8080" in single
+
+
+def test_headers_come_from_the_secret_only(rendered: Rendered, objects: Objects) -> None:
     env = _env(objects["headers-secret"])
     assert env["OTEL_EXPORTER_OTLP_HEADERS"] == {
         "name": "OTEL_EXPORTER_OTLP_HEADERS",
@@ -540,8 +911,7 @@ def test_tls_ca_is_mounted_where_the_exporter_looks(objects: Objects, name: str)
     path = Path(_env(objs)["OTEL_EXPORTER_OTLP_CERTIFICATE"]["value"])
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
     assert mount["readOnly"] is True
-    pod = _only(objs, "Deployment")["spec"]["template"]["spec"]
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    volume = next(v for v in _pod(objs)["volumes"] if v["name"] == mount["name"])
     ca = VALUE_SETS[name]["otlp"]["tls"]["ca"]
     if name == "tls-ca-secret":
         assert volume["secret"]["secretName"] == ca["existingSecret"]
@@ -555,9 +925,16 @@ def test_tls_ca_is_mounted_where_the_exporter_looks(objects: Objects, name: str)
 
 def test_existing_account_and_pod_extras(objects: Objects) -> None:
     objs = objects["existing-account"]
-    assert _kinds(objs) == ["ConfigMap", "Deployment", "Service"]
+    assert _kinds(objs) == [
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+    ]
     values = VALUE_SETS["existing-account"]
-    template = _only(objs, "Deployment")["spec"]["template"]
+    template = _deployment(objs)["spec"]["template"]
     pod = template["spec"]
     container = _container(objs)
     assert container["image"] == "registry.example.com/eventtrace:0.1.1"
@@ -569,16 +946,20 @@ def test_existing_account_and_pod_extras(objects: Objects) -> None:
     assert template["metadata"]["annotations"]["example.com/team"] == "platform"
     assert "checksum/config" in template["metadata"]["annotations"]
     assert template["metadata"]["labels"]["team"] == "platform"
-    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"):
+    for key in ("nodeSelector", "tolerations", "priorityClassName", "imagePullSecrets"):
         assert pod[key] == values[key]
+    # The user's node affinity, plus the chart's spreading of the replicas.
+    assert pod["affinity"]["nodeAffinity"] == values["affinity"]["nodeAffinity"]
+    assert set(pod["affinity"]) == {"nodeAffinity", "podAntiAffinity"}
 
 
 def test_config_change_rolls_the_pod(objects: Objects) -> None:
     def checksum(name: str) -> str:
-        template = _only(objects[name], "Deployment")["spec"]["template"]
+        template = _deployment(objects[name])["spec"]["template"]
         return str(template["metadata"]["annotations"]["checksum/config"])
 
     assert checksum("default") != checksum("namespaces-filters")
+    assert checksum("default") != checksum("custom-lease")
     assert checksum("default") == checksum("pdb")
 
 
@@ -595,25 +976,54 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+def _pod_env_value(var: dict[str, Any]) -> str:
+    """An env variable's value in the pod; the downward API's for fieldRef."""
+    if "value" in var:
+        return str(var["value"])
+    field = var["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.name", var
+    return POD_NAME
+
+
 def _load_rendered_settings(
     objs: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
     """Load the ConfigMap's file as the pod would: with the container's EVENTTRACE_* env."""
-    config = tmp_path / "config.yaml"
-    config.write_text(_only(objs, "ConfigMap")["data"]["config.yaml"], encoding="utf-8")
+    path = tmp_path / "config.yaml"
+    path.write_text(_only(objs, "ConfigMap", FULLNAME)["data"]["config.yaml"], encoding="utf-8")
     for name, var in _env(objs).items():
         if name.startswith("EVENTTRACE_"):
-            monkeypatch.setenv(name, var["value"])
-    return load_settings(config=config)
+            monkeypatch.setenv(name, _pod_env_value(var))
+    return load_settings(config=path)
 
 
 @sets
 def test_configmap_settings_load(
-    objects: Objects, name: str, tmp_path: Path, clean_env: pytest.MonkeyPatch
+    objects: Objects,
+    merged: dict[str, dict[str, Any]],
+    name: str,
+    tmp_path: Path,
+    clean_env: pytest.MonkeyPatch,
 ) -> None:
     settings = _load_rendered_settings(objects[name], tmp_path, clean_env)
     # Reachable by the kubelet's probes and by Prometheus, not only on loopback.
     assert settings.metrics_host_port == ("0.0.0.0", 8080)
+    # The leader-election contract as eventtrace reads it: the Lease the Role names, the
+    # pod's own name as holder identity, the state where the Role lets it write.
+    values = merged[name]
+    lease = values["leaderElection"]["leaseName"] or FULLNAME
+    expected_lease = (NAMESPACE, lease) if values["leaderElection"]["enabled"] else None
+    assert settings.lease == expected_lease
+    assert settings.identity == POD_NAME
+    state = values["state"]
+    assert (
+        settings.state_location(NAMESPACE, "https://10.96.0.1:443")
+        == {
+            "configmap": f"configmap:{NAMESPACE}/{state['configMapName'] or FULLNAME + '-state'}",
+            "file": f"file:{state['path']}",
+            "none": "none",
+        }[state["type"]]
+    )
 
 
 def test_default_settings(objects: Objects, tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
@@ -660,8 +1070,10 @@ def test_a_bad_extra_setting_is_caught_by_eventtrace(
 
 
 def test_optional_objects_are_off_by_default(objects: Objects) -> None:
-    kinds = set(_kinds(objects["default"]))
-    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "NetworkPolicy"}
+    objs = objects["default"]
+    assert not set(_kinds(objs)) & {"ServiceMonitor", "NetworkPolicy"}
+    assert [d["metadata"]["name"] for d in _find(objs, "Deployment")] == [FULLNAME]
+    assert [c["metadata"]["name"] for c in _find(objs, "ConfigMap")] == [FULLNAME]
 
 
 def test_service_monitor(objects: Objects) -> None:
@@ -669,9 +1081,9 @@ def test_service_monitor(objects: Objects) -> None:
     monitor = _only(objs, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    service = _only(objs, "Service")
+    service = _only(objs, "Service", FULLNAME)
     selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    assert _selects(selector, service["metadata"]["labels"])
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "metrics"
@@ -681,15 +1093,26 @@ def test_service_monitor(objects: Objects) -> None:
 
 @pytest.mark.parametrize(
     ("name", "field", "value"),
-    [("pdb", "minAvailable", 1), ("pdb-percent", "maxUnavailable", "50%")],
+    [
+        ("default", "minAvailable", 1),
+        ("pdb", "minAvailable", 1),
+        ("pdb-percent", "maxUnavailable", "50%"),
+        ("custom-lease", "minAvailable", 1),
+    ],
 )
 def test_pod_disruption_budget(objects: Objects, name: str, field: str, value: Any) -> None:
     objs = objects[name]
     budget = _only(objs, "PodDisruptionBudget")
     assert budget["spec"][field] == value
     assert len([k for k in ("minAvailable", "maxUnavailable") if k in budget["spec"]]) == 1
-    pod_labels = _only(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    pod_labels = _deployment(objs)["spec"]["template"]["metadata"]["labels"]
+    assert _selects(budget["spec"]["selector"]["matchLabels"], pod_labels)
+
+
+@pytest.mark.parametrize("name", ["leader-election-off", "stateless-single"])
+def test_no_disruption_budget_for_a_single_replica(objects: Objects, name: str) -> None:
+    # minAvailable: 1 with one replica would block every node drain.
+    assert _find(objects[name], "PodDisruptionBudget") == []
 
 
 def test_network_policy(objects: Objects) -> None:
@@ -711,3 +1134,284 @@ def test_values_yaml_matches_what_the_sdk_loaded(chart: Any) -> None:
     schema = (CHART_DIR / "values.schema.json").read_text(encoding="utf-8")
     assert yaml.safe_load(values) == chart.values
     assert json.loads(schema) == chart.schema
+
+
+# --- Jaeger beside eventtrace (jaeger.enabled) ---------------------------------------------
+
+JAEGER_SETS = ["jaeger", "jaeger-http"]
+
+
+def _jaeger_pod_labels(objs: list[dict[str, Any]]) -> dict[str, str]:
+    labels: dict[str, str] = _only(objs, "Deployment", JAEGER)["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    return labels
+
+
+@pytest.mark.parametrize("name", JAEGER_SETS)
+def test_jaeger_objects(objects: Objects, merged: dict[str, dict[str, Any]], name: str) -> None:
+    objs = objects[name]
+    jaeger = merged[name]["jaeger"]
+    deployment = _only(objs, "Deployment", JAEGER)
+    service = _only(objs, "Service", JAEGER)
+    for obj in (deployment, service):
+        assert obj["metadata"]["namespace"] == NAMESPACE
+    spec = deployment["spec"]
+    # Its store is its memory: one pod, replaced rather than doubled.
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert _selects(spec["selector"]["matchLabels"], _jaeger_pod_labels(objs))
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["image"] == f"{jaeger['image']['repository']}:{jaeger['image']['tag']}"
+    assert container["imagePullPolicy"] == jaeger["image"]["pullPolicy"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["JAEGER_LISTEN_HOST"] == "0.0.0.0"  # not the built-in config's localhost
+    # No --config: Jaeger's built-in all-in-one configuration (memory storage).
+    assert "args" not in container and "command" not in container
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"otlp-grpc": 4317, "otlp-http": 4318, "ui": 16686, "health": 13133}
+    for probe in (container["livenessProbe"], container["readinessProbe"]):
+        assert probe["httpGet"] == {"path": "/status", "port": "health"}
+    resources = container["resources"]
+    assert resources == jaeger["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"]
+    # The Service reaches the pod's ports by name.
+    assert _selects(service["spec"]["selector"], _jaeger_pod_labels(objs))
+    service_ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(service_ports) == {"otlp-grpc", "otlp-http", "ui"}
+    for port_name, port in service_ports.items():
+        assert port["targetPort"] == port_name
+        assert port["port"] == ports[port_name]
+
+
+def test_jaeger_image_is_pinned_and_the_compose_files(chart: Any) -> None:
+    image = chart.values["jaeger"]["image"]
+    assert image["repository"] == "cr.jaegertracing.io/jaegertracing/jaeger"
+    # A released Jaeger v2, not a moving tag.
+    assert re.fullmatch(r"2\.\d+\.\d+", image["tag"]), image["tag"]
+    # The same Jaeger docker-compose.jaeger.yaml runs.
+    compose = yaml.safe_load((ROOT / "docker-compose.jaeger.yaml").read_text(encoding="utf-8"))
+    assert compose["services"]["jaeger"]["image"] == f"{image['repository']}:{image['tag']}"
+
+
+@pytest.mark.parametrize(
+    ("name", "port_name"), [("jaeger", "otlp-grpc"), ("jaeger-http", "otlp-http")]
+)
+def test_eventtrace_exports_to_the_in_chart_jaeger(
+    objects: Objects, name: str, port_name: str
+) -> None:
+    objs = objects[name]
+    service = _only(objs, "Service", JAEGER)
+    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == port_name)
+    env = _env(objs)
+    # Plaintext, through the standard variables (the chart's one mechanism for the endpoint).
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == f"http://{JAEGER}.{NAMESPACE}.svc:{port}"
+    assert env["OTEL_EXPORTER_OTLP_INSECURE"]["value"] == "true"
+    assert "OTEL_EXPORTER_OTLP_CERTIFICATE" not in env
+    assert _config(objs)["output"] == "otlp"
+
+
+@pytest.mark.parametrize("name", JAEGER_SETS)
+def test_no_eventtrace_selector_picks_the_jaeger_pod(objects: Objects, name: str) -> None:
+    objs = objects[name]
+    jaeger_labels = _jaeger_pod_labels(objs)
+    eventtrace_labels = _deployment(objs)["spec"]["template"]["metadata"]["labels"]
+    selectors = [
+        _deployment(objs)["spec"]["selector"]["matchLabels"],
+        _only(objs, "Service", FULLNAME)["spec"]["selector"],
+        _only(objs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+    ]
+    affinity = _pod(objs)["affinity"]["podAntiAffinity"]
+    for preferred in affinity["preferredDuringSchedulingIgnoredDuringExecution"]:
+        selectors.append(preferred["podAffinityTerm"]["labelSelector"]["matchLabels"])
+    for policy in _find(objs, "NetworkPolicy"):
+        selectors.append(policy["spec"]["podSelector"]["matchLabels"])
+    for selector in selectors:
+        assert _selects(selector, eventtrace_labels)
+        assert not _selects(selector, jaeger_labels), selector
+    for selector in (
+        _only(objs, "Deployment", JAEGER)["spec"]["selector"]["matchLabels"],
+        _only(objs, "Service", JAEGER)["spec"]["selector"],
+    ):
+        assert not _selects(selector, eventtrace_labels), selector
+
+
+def test_jaeger_notes_open_the_ui(rendered: Rendered, objects: Objects) -> None:
+    notes = rendered["jaeger"]["eventtrace/templates/NOTES.txt"]
+    ui = next(
+        p for p in _only(objects["jaeger"], "Service", JAEGER)["spec"]["ports"] if p["name"] == "ui"
+    )
+    assert f"kubectl -n {NAMESPACE} port-forward service/{JAEGER} 16686:{ui['port']}" in notes
+    assert "WARNING" not in notes
+    assert "http://localhost:16686" in notes
+    assert f"service/{JAEGER}" not in rendered["default"]["eventtrace/templates/NOTES.txt"]
+
+
+def test_network_policy_lets_eventtrace_reach_the_in_chart_jaeger(objects: Objects) -> None:
+    objs = objects["jaeger-http"]
+    spec = _only(objs, "NetworkPolicy")["spec"]
+    egress_ports = {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
+    endpoint = _env(objs)["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"]
+    assert int(endpoint.rsplit(":", 1)[1]) in egress_ports
+
+
+# --- the Grafana dashboard -----------------------------------------------------------------
+
+# The metrics the dashboard is for (issue "From helm install to a trace in the Jaeger UI").
+DASHBOARD_METRICS = {
+    "eventtrace_events_received_total",
+    "eventtrace_spans_exported_total",
+    "eventtrace_spans_failed_total",
+    "eventtrace_export_lag_seconds_bucket",
+    "eventtrace_watch_restarts_total",
+    "eventtrace_open_episodes",
+    "eventtrace_leader",
+}
+
+_SAMPLE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
+
+
+def _exposed_metric_names() -> set[str]:
+    """Every series name eventtrace's /metrics can show, from its real registry."""
+    return {
+        family.name + suffix
+        for family in Metrics().registry.collect()
+        for suffix in _SAMPLE_SUFFIXES[family.type]
+    }
+
+
+_PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool"}
+_PROMQL_KEYWORDS |= {"and", "or", "unless", "offset", "inf", "nan"}
+
+
+def _promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects: what is left once strings, label matchers,
+    ranges, grouping clauses, numbers and function calls are taken out."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^{}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])[A-Za-z_:][\w:]*", text):
+        if text[match.end() :].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        if match.group().lower() not in _PROMQL_KEYWORDS:
+            names.add(match.group())
+    return names
+
+
+def _dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression in the dashboard: panel targets and variable queries."""
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        query = query["query"] if isinstance(query, dict) else query
+        match = re.fullmatch(r"label_values\((.+),\s*\w+\)", query)
+        assert match, query
+        queries.append(match.group(1))
+    return queries
+
+
+def _as_grafana_would_send(expr: str) -> str:
+    """Grafana replaces its variables before Prometheus sees the query."""
+    return expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return loaded
+
+
+def test_dashboard_is_a_grafana_dashboard(dashboard: dict[str, Any]) -> None:
+    assert dashboard["uid"] == "eventtrace" and dashboard["title"]
+    assert isinstance(dashboard["schemaVersion"], int)
+    assert "id" not in dashboard or dashboard["id"] is None  # the instance assigns it
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["w"] > 0 and grid["h"] > 0
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        refs = [t["refId"] for t in panel["targets"]]
+        assert panel["targets"] and len(refs) == len(set(refs))
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"]
+    # No two panels overlap.
+    cells = [
+        (x, y)
+        for p in panels
+        for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+        for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])
+    ]
+    assert len(cells) == len(set(cells))
+
+
+def test_dashboard_queries_name_only_real_metrics(dashboard: dict[str, Any]) -> None:
+    exposed = _exposed_metric_names()
+    used: set[str] = set()
+    for query in _dashboard_queries(dashboard):
+        names = _promql_metric_names(_as_grafana_would_send(query))
+        assert names, f"no metric in {query!r}"
+        assert names <= exposed, f"{query!r} names {sorted(names - exposed)}"
+        used |= names
+    assert used >= DASHBOARD_METRICS, sorted(DASHBOARD_METRICS - used)
+
+
+def test_dashboard_queries_parse_as_promql(dashboard: dict[str, Any]) -> None:
+    promql = pytest.importorskip(
+        "promql_parser",
+        reason="promql-parser is not installed (a dev extra): PromQL syntax unchecked",
+    )
+    for query in _dashboard_queries(dashboard):
+        expr = promql.parse(_as_grafana_would_send(query))
+        selected: set[str] = set()
+
+        def visit(node: Any, selected: set[str] = selected) -> None:
+            if isinstance(node, promql.VectorSelector) and node.name:
+                selected.add(node.name)
+
+        promql.walk(expr, visit)
+        # The real parser and the names check above agree on what each query reads.
+        assert selected == _promql_metric_names(_as_grafana_would_send(query)), query
+
+
+def test_promql_names_check_catches_a_wrong_name() -> None:
+    # The names check is only worth something if it sees through PromQL's syntax.
+    expr = 'sum by (le, eventtrace_x) (rate(eventtrace_nope_bucket{a="b(c)"}[5m])) / on(pod) up'
+    assert _promql_metric_names(expr) == {"eventtrace_nope_bucket", "up"}
+    assert not {"eventtrace_nope_bucket", "up"} <= _exposed_metric_names()
+
+
+@pytest.mark.parametrize("name", ["dashboard", "dashboard-elsewhere"])
+def test_dashboard_configmap(objects: Objects, name: str) -> None:
+    objs = objects[name]
+    configmap = _only(objs, "ConfigMap", f"{FULLNAME}-dashboard")
+    dashboard = VALUE_SETS[name]["grafana"]["dashboard"]
+    assert configmap["metadata"]["namespace"] == dashboard.get("namespace", NAMESPACE)
+    # The label the Grafana sidecar loads dashboards by (its default unless told).
+    labels = dashboard.get("labels", {"grafana_dashboard": "1"})
+    assert _selects(labels, configmap["metadata"]["labels"])
+    assert configmap["metadata"].get("annotations", {}) == dashboard.get("annotations", {})
+    (key,) = configmap["data"]
+    assert key.endswith(".json")
+    assert json.loads(configmap["data"][key]) == json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def test_dashboard_configmap_is_off_by_default(objects: Objects) -> None:
+    for name in ("default", "jaeger", "service-monitor"):
+        assert _find(objects[name], "ConfigMap", f"{FULLNAME}-dashboard") == []
