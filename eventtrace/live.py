@@ -407,8 +407,8 @@ class Term:
         store = self.service.store
         if store is None:
             return
-        data = self.progress.encode(self.pipeline.assembler.episodes())
-        self.progress.changed = False
+        snapshot = self.progress.snapshot(self.pipeline.assembler.episodes())
+        data = await asyncio.to_thread(snapshot.encode)  # ~0.1 s at 100,000 events
         try:
             async with asyncio.timeout(SAVE_SECONDS):
                 await store.save(data)

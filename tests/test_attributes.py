@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventtrace.core.episodes import Episode, _EventNote, _ObjectEntry, object_spans
+from eventtrace.core.episodes import Episode, EventNote, ObjectEntry, object_spans
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, Occurrence
 from eventtrace.core.owners import Link
 from eventtrace.core.spans import event_span
@@ -123,7 +123,7 @@ def test_event_span_attributes(
 def object_attributes(ref: ObjectRef, known: bool) -> dict[str, object]:
     link = Link("identity", ref, KubeObject(ref) if known else None)
     episode = Episode(link, "1" * 32, start_ns=1, last_ns=2, opened_at=0, touched_at=0)
-    episode.objects["identity"] = _ObjectEntry(link, None, "2" * 16, start_ns=1, end_ns=2)
+    episode.objects["identity"] = ObjectEntry(link, None, "2" * 16, start_ns=1, end_ns=2)
     (span,) = object_spans(episode, "prod")
     return dict(span.attributes)
 
@@ -155,11 +155,11 @@ def test_an_object_hangs_under_the_earliest_event_of_its_owner_that_names_it() -
     pod = ObjectRef("Pod", "web-1a-x", "shop", "p-uid", "v1")
     rs_link, pod_link = Link("rs-uid", rs, KubeObject(rs)), Link("p-uid", pod, KubeObject(pod))
     episode = Episode(rs_link, "1" * 32, start_ns=1, last_ns=9, opened_at=0, touched_at=0)
-    owner = episode.objects["rs-uid"] = _ObjectEntry(rs_link, None, "2" * 16, 1, 9)
-    episode.objects["p-uid"] = _ObjectEntry(pod_link, "rs-uid", "3" * 16, 5, 9)
+    owner = episode.objects["rs-uid"] = ObjectEntry(rs_link, None, "2" * 16, 1, 9)
+    episode.objects["p-uid"] = ObjectEntry(pod_link, "rs-uid", "3" * 16, 5, 9)
 
     def note(start: int, name: str, message: str, uid: str) -> None:
-        owner.events[uid] = _EventNote(start, name, message, "replicaset-controller", "", uid, 1)
+        owner.events[uid] = EventNote(start, name, message, "replicaset-controller", "", uid, 1)
 
     note(3, "a", "Created pod: web-1a-y", "u-other-pod")  # earlier, another pod
     note(9, "0", "Created pod: web-1a-x", "u-later")  # names it, later

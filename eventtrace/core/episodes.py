@@ -25,7 +25,7 @@ class TraceRules:
 
 
 @dataclass(frozen=True, slots=True)
-class _EventNote:
+class EventNote:
     """One event of an object in an episode: a candidate cause. Its first occurrence in
     the episode (start, and the count it reached), and its latest (end, count), which
     tells incarnations of one name apart. Only what the cause rules read."""
@@ -50,13 +50,13 @@ class _EventNote:
 
 
 @dataclass(slots=True)
-class _ObjectEntry:
+class ObjectEntry:
     link: Link
     owner: str | None  # identity of its owner on the chain
     span_id: str  # its object span's id in this episode
     start_ns: int  # its own occurrences; the subtree extent is computed at close
     end_ns: int
-    events: dict[str, _EventNote] = field(default_factory=dict)  # by event uid
+    events: dict[str, EventNote] = field(default_factory=dict)  # by event uid
 
 
 @dataclass(slots=True)
@@ -68,7 +68,7 @@ class Episode:
     opened_at: int  # "now" when it opened, and when it last took an occurrence
     touched_at: int
     number: int = 0  # in the order episodes were opened: the order they close in
-    objects: dict[str, _ObjectEntry] = field(default_factory=dict)
+    objects: dict[str, ObjectEntry] = field(default_factory=dict)
 
     def accepts(self, occurrence: Occurrence, rules: TraceRules) -> bool:
         """Does the occurrence join? Its occurrences lie somewhere in [start, end] (one
@@ -204,7 +204,7 @@ class Assembler:
         for link in reversed(chain):  # root first, so each link's owner is at hand
             identity = link.identity
             if identity not in objects:
-                objects[identity] = _ObjectEntry(
+                objects[identity] = ObjectEntry(
                     link,
                     owner,
                     ids.object_span_id(episode.trace_id, identity),
@@ -228,7 +228,7 @@ class Assembler:
             or start < note.start_ns
             or (start == note.start_ns and span_id < note.span_id)
         ):
-            note = _EventNote(
+            note = EventNote(
                 start,
                 event.name,
                 event.message,
@@ -334,7 +334,7 @@ def _causes(episode: Episode, extent: dict[str, tuple[int, int]]) -> dict[str, s
     return causes
 
 
-def _note(episode: Episode, owner: str | None, span_id: str | None) -> _EventNote | None:
+def _note(episode: Episode, owner: str | None, span_id: str | None) -> EventNote | None:
     """The owner's event whose span is `span_id`: whose component made the object."""
     if owner is None or span_id is None:
         return None
