@@ -3,7 +3,7 @@ only what is still current, and chains up the controller owners."""
 
 from __future__ import annotations
 
-from eventtrace.core.model import KubeObject, ObjectRef, OwnerRef
+from eventtrace.core.model import EventState, KubeObject, ObjectRef, OwnerRef
 from eventtrace.core.owners import ObjectIndex
 
 
@@ -85,3 +85,23 @@ def test_an_owner_cycle_ends_both_walks() -> None:
     index.put(KubeObject(b_ref, (OwnerRef(a_ref, controller=True),), "", "1"))
     assert [link.identity for link in index.chain(a_ref)] == ["a1", "b1"]
     assert index.unknown_owners(a_ref) == []
+
+
+def test_owner_hints_are_forgotten_by_arrival() -> None:
+    """A hint lives as long as events keep naming the child; then it goes, by when it was
+    last named (never by the event's own time): the index does not grow for ever."""
+    index = ObjectIndex()
+    rs = ObjectRef("ReplicaSet", "web-1", "shop", "rs-uid", "apps/v1")
+    hours = 3600 * 10**9
+
+    def created(pod: str, now: int) -> None:
+        event = EventState("e-" + pod, "e", "shop", "SuccessfulCreate", f"Created pod: {pod}",
+                           "Normal", rs, 1, 0, 0)  # fmt: skip
+        index.learn_from(event, now)
+
+    created("web-1-a", now=1 * hours)
+    created("web-1-b", now=2 * hours)
+    created("web-1-a", now=3 * hours)  # named again: kept
+    assert index.forget_hints_older_than(2 * hours + 1) == 1
+    assert index.hinted_owner(ObjectRef("Pod", "web-1-a", "shop")) == rs
+    assert index.hinted_owner(ObjectRef("Pod", "web-1-b", "shop")) is None

@@ -47,7 +47,9 @@ class ObjectIndex:
         self._by_key: dict[str, dict[str, dict[str, KubeObject]]] = {}
         self._by_hash: dict[str, KubeObject] = {}  # mirror pods by their config hash
         self._count = 0
-        self._hints: dict[tuple[str, str, str], ObjectRef] = {}
+        # child (kind, namespace, name) → (owner, "now" when last named), least recently
+        # named first: forgotten by arrival, as the events that named them are.
+        self._hints: dict[tuple[str, str, str], tuple[ObjectRef, int]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -113,20 +115,35 @@ class ObjectIndex:
             return by_name  # known without a uid (a hand-made dump): nothing to tell apart
         return None
 
-    def learn_from(self, event: EventState) -> None:
+    def learn_from(self, event: EventState, now: int = 0) -> None:
         """A controller's message that names a child it made ("Created pod: NAME") tells us
-        the child's owner, for when the child itself can no longer be read."""
+        the child's owner, for when the child itself can no longer be read. `now` never
+        goes back (wall time live, 0 in a replay)."""
         hint = owner_hint(event)
         if hint is None:
             return
         child, owner = hint
-        current = self._hints.get(child)
+        current = self._hints.pop(child, None)
         # Keep the same hint whatever order events come in.
-        if current is None or (owner.uid, owner.name) < (current.uid, current.name):
-            self._hints[child] = owner
+        if current is not None and (current[0].uid, current[0].name) < (owner.uid, owner.name):
+            owner = current[0]
+        self._hints[child] = (owner, now)
 
     def hinted_owner(self, ref: ObjectRef) -> ObjectRef | None:
-        return self._hints.get(ref.key)
+        hint = self._hints.get(ref.key)
+        return hint[0] if hint is not None else None
+
+    def forget_hints_older_than(self, cutoff: int) -> int:
+        """Forget what no event has named since `cutoff` (as `learn_from` was given "now"):
+        the hints are for events, which the API server keeps about an hour."""
+        stale = []
+        for child, (_, named_at) in self._hints.items():
+            if named_at >= cutoff:
+                break  # least recently named first: the rest were named since
+            stale.append(child)
+        for child in stale:
+            del self._hints[child]
+        return len(stale)
 
     def unknown_owners(self, involved: ObjectRef) -> list[ObjectRef]:
         """What of the chain of `involved` is not known: the objects `chain` would give as

@@ -79,7 +79,7 @@ class Pipeline:
 
     def offer(self, state: EventState, now: int) -> None:
         """An event state arrived. It waits out the reorder window before it counts."""
-        self.index.learn_from(state)
+        self.index.learn_from(state, now)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
 
@@ -124,7 +124,9 @@ class Pipeline:
             yield from self.assembler.close_due(now)
 
     def forget_old_events(self, now: int) -> list[str]:
-        """Forget the events not seen for EVENT_MEMORY_NS of "now"; their uids."""
+        """Forget the events, and the owners their messages named, not seen for
+        EVENT_MEMORY_NS of "now"; the events' uids."""
+        self.index.forget_hints_older_than(now - EVENT_MEMORY_NS)
         return self.tracker.forget_unseen_since(now - EVENT_MEMORY_NS)
 
     def _process(self, state: EventState, now: int) -> list[Span]:
