@@ -5,6 +5,7 @@
     python3 dev.py test     # ruff, mypy --strict, then pytest (extra arguments go to pytest)
     python3 dev.py lint     # ruff and mypy only
     python3 dev.py bench    # the benchmark (extra arguments go to bench/pipeline.py)
+    python3 dev.py lock     # requirements.lock from pyproject's ranges, with hashes (the image's)
 
 The venv is (re)installed when pyproject.toml changes.
 """
@@ -71,11 +72,18 @@ def test(extra: list[str]) -> list[Command]:
     return [*lint(extra), (["pytest", *extra], {})]
 
 
+# The image installs exactly these: pinned, every file's hash, no index or path of this machine.
+LOCK = [
+    "pip-compile", "--generate-hashes", "--strip-extras", "--no-header", "--no-emit-index-url",
+    "--no-emit-find-links", "--upgrade", "--output-file=requirements.lock", "pyproject.toml",
+]  # fmt: skip
+
 TASKS = {
     "demo": lambda extra: [(["eventtrace", "demo", *extra], {})],
     "lint": lint,
     "test": test,
     "bench": lambda extra: [(["python", "bench/pipeline.py", *extra], {})],
+    "lock": lambda extra: [([*LOCK, *extra], {})],
 }
 
 if __name__ == "__main__":

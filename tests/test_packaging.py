@@ -20,11 +20,14 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from eventtrace.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements.lock"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.jaeger.yaml"
 
@@ -183,16 +186,60 @@ def test_dockerfile_is_multi_stage_and_pinned(stages: list[Stage]) -> None:
 def test_builder_installs_the_repo_into_a_venv(stages: list[Stage]) -> None:
     builder = stages[0]
     runs = builder.args("RUN")
-    # The project itself is installed once, from the repo root: not editable, no dev extra.
+    # The dependencies exactly as locked, each file checked against its hash; then the
+    # project itself, once, from the repo root: not editable, no dev extra, nothing else.
     installs = [args for run in runs for args in _pip_installs(run)]
-    assert installs == [["."]], installs
+    assert installs == [
+        ["--require-hashes", "--no-deps", "-r", "requirements.lock"],
+        ["--no-deps", "."],
+    ], installs
     # Into a virtualenv, which is all the final stage takes.
     assert any("venv /opt/eventtrace" in run for run in runs)
     assert _env(builder)["PATH"].startswith("/opt/eventtrace/bin:")
     # What the build reads is copied in.
     copied = " ".join(builder.args("COPY"))
-    for needed in ("pyproject.toml", "README.md", "eventtrace"):
+    for needed in ("requirements.lock", "pyproject.toml", "README.md", "eventtrace"):
         assert needed in copied
+
+
+def test_every_image_is_pinned_by_digest(stages: list[Stage]) -> None:
+    for stage in stages:
+        assert "@sha256:" in stage.image, f"FROM {stage.image}: pin the digest, not only the tag"
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {name: (version, hashes)}."""
+    locked: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for line in LOCK.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not line.startswith(" "):
+            requirement = Requirement(text.rstrip(" \\"))
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"{text}: pin exactly"
+            name = canonicalize_name(requirement.name)
+            locked[name] = (spec.version, [])
+        elif text.startswith("--hash=sha256:"):
+            locked[name][1].append(text.removeprefix("--hash=sha256:").rstrip(" \\"))
+    return locked
+
+
+def test_the_lock_pins_every_dependency_within_pyprojects_ranges_with_hashes() -> None:
+    """`python3 dev.py lock` writes requirements.lock; this says when it is stale."""
+    locked = _locked()
+    assert locked, "requirements.lock pins nothing"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for text in pyproject["project"]["dependencies"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{requirement.name} is not in requirements.lock"
+        version = locked[name][0]
+        assert requirement.specifier.contains(version), f"locked {name}=={version}: not {text}"
+    for name, (version, hashes) in locked.items():
+        assert hashes and all(len(h) == 64 for h in hashes), f"{name}=={version}: no hashes"
+    assert "file:" not in LOCK.read_text(encoding="utf-8"), "no path of the machine it was made on"
 
 
 def test_dev_script_installs_the_same_package() -> None:
