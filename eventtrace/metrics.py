@@ -77,7 +77,7 @@ class Metrics:
         )
         self.owner_lookups = Counter(
             "eventtrace_owner_lookups",
-            "Object lookups for owner chains, by result (cache, get, not_found, forbidden, error).",
+            "Object lookups for owner chains, by result (get, not_found, forbidden, error, queue_full).",
             ["result"],
             registry=r,
         )
@@ -110,6 +110,23 @@ class Metrics:
             "Size of the last progress state saved, compressed.",
             registry=r,
         )
+
+        # Series whose label values are known from the start, at 0, so that /metrics shows
+        # them before the first occurrence (and rate() has a starting point). The others
+        # (invalid_events' reasons, watch_restarts' resources) appear when first counted.
+        for event_type in ("Normal", "Warning"):
+            self.events_received.labels(type=event_type)
+        for verb in ("include", "exclude"):  # EventFilter.rejects's names
+            for what in ("type", "reason", "kind", "namespace"):
+                self.events_filtered.labels(filter=f"{verb}_{what}")
+        for kind in ("event", "object"):
+            self.spans_exported.labels(kind=kind)
+        for reason in ("queue_full", "shutdown", "error"):
+            self.spans_failed.labels(reason=reason)
+        for result in ("get", "not_found", "forbidden", "error", "queue_full"):
+            self.owner_lookups.labels(result=result)
+        for result in ("ok", "failed"):
+            self.state_saves.labels(result=result)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
