@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
-    stop_after_delay,
     wait_exponential,
     wait_random,
 )
@@ -113,28 +113,34 @@ async def preflight(api: KubeApi, settings: Settings, source: str) -> Resource:
         await api.get(events.collection(namespace), {"limit": "1"})
         return events
 
-    retrying = AsyncRetrying(
-        stop=stop_after_delay(settings.startup_timeout),
-        wait=wait_exponential(multiplier=0.25, max=5) + wait_random(0, 0.5),
-        retry=retry_if_exception_type((ApiError, *TRANSPORT_ERRORS)),
-        before_sleep=lambda state: log.info(
-            "API server not usable yet (%s); retrying", state.outcome and state.outcome.exception()
-        ),
-        reraise=True,
-    )
+    last: BaseException | None = None
+
+    def retrying_after(state: RetryCallState) -> None:
+        nonlocal last
+        last = state.outcome.exception() if state.outcome else None
+        log.info("API server not usable yet (%s); retrying", last)
+
+    # A deadline, not a count of attempts: a request that hangs ends with it too.
     try:
-        async for try_ in retrying:
-            with try_:
-                return await attempt()
-    except ApiError as error:
-        raise StartupError(_explain(error, api.server, source)) from None
-    except TRANSPORT_ERRORS as error:
-        raise StartupError(
-            f"cannot reach the Kubernetes API server at {api.server} ({_short(error)}) after "
-            f"{settings.startup_timeout:g}s: check that the cluster is running and the server "
-            f"address in {source}"
-        ) from None
-    raise AssertionError("unreachable")  # pragma: no cover
+        async with asyncio.timeout(settings.startup_timeout):
+            async for try_ in AsyncRetrying(
+                wait=wait_exponential(multiplier=0.25, max=5) + wait_random(0, 0.5),
+                retry=retry_if_exception_type((ApiError, *TRANSPORT_ERRORS)),
+                before_sleep=retrying_after,
+                reraise=True,
+            ):
+                with try_:
+                    return await attempt()
+    except TimeoutError:
+        pass  # the deadline: say what the last attempt met
+    if isinstance(last, ApiError):
+        raise StartupError(_explain(last, api.server, source))
+    reason = f" ({_short(last)})" if last is not None else " (no answer)"
+    raise StartupError(
+        f"cannot reach the Kubernetes API server at {api.server}{reason} after "
+        f"{settings.startup_timeout:g}s: check that the cluster is running and the server "
+        f"address in {source}"
+    )
 
 
 def _explain(error: ApiError, server: str, source: str) -> str:

@@ -526,6 +526,23 @@ def last_line(stderr: str) -> str:
     return stderr.strip().splitlines()[-1]
 
 
+async def test_the_startup_timeout_is_a_deadline_even_for_a_server_that_hangs(
+    apiserver: ApiServer,
+) -> None:
+    """The API server takes the connection and never answers: exit 1 at the deadline, not
+    after the request's own 30 s timeout."""
+    apiserver.faults.delay(60, resource="events")
+    started = time.monotonic()
+    code, stderr = await run_to_exit(
+        "--kubeconfig", str(apiserver.kubeconfig), "--startup-timeout", "2s"
+    )
+    took = time.monotonic() - started
+    assert code == 1
+    assert 2 <= took < 8, took  # the deadline, plus the interpreter's start
+    assert "cannot reach the Kubernetes API server" in last_line(stderr)
+    assert "Traceback" not in stderr
+
+
 async def test_unreachable_api_server_exits_1_after_the_startup_timeout(
     apiserver, tmp_path: Path
 ) -> None:
