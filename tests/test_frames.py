@@ -10,11 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
 import eventtrace
 from eventtrace.core.model import EventState, Rejected
-from eventtrace.source.frames import EventFrames, JsonFrames
+from eventtrace.source import frames
+from eventtrace.source.frames import EventFrames, JsonFrames, Undecodable, too_deep
 from eventtrace.source.parse import parse_event
 from eventtrace.source.schema import Event
 
@@ -120,10 +123,98 @@ def test_a_page_of_no_list_shape_is_read_as_plain_json() -> None:
     assert (page.items, page.continue_token) == ([EVENTS_V1], "5")
 
 
-@pytest.mark.parametrize("reader", [EventFrames(), JsonFrames()], ids=["events", "json"])
-def test_a_malformed_line_or_page_raises_orjsons_error(reader: Any) -> None:
-    """The watch retries on it, as it always has (watch.py `_should_retry`)."""
-    with pytest.raises(orjson.JSONDecodeError):
-        reader.frame(b'{"type":"ADDED","object":{"metadata":')
-    with pytest.raises(orjson.JSONDecodeError):
-        reader.page(b'{"items": [')
+READERS = pytest.mark.parametrize("reader", [EventFrames(), JsonFrames()], ids=["events", "json"])
+DEEP = b"[" * 1000 + b"]" * 1000
+
+
+def frame_of(event: dict[str, Any], version: str, *, message: bytes | None = None) -> bytes:
+    event = {**copy.deepcopy(event), "message": "@@"}
+    event["metadata"]["resourceVersion"] = version
+    line = orjson.dumps({"type": "MODIFIED", "object": event})
+    return line.replace(b'"@@"', message) if message is not None else line
+
+
+@READERS
+@pytest.mark.parametrize(
+    ("message", "reason", "detail"),
+    [
+        (b'"\xff\xfe"', "bad_utf8", "not valid UTF-8"),
+        (DEEP, "too_deep", "nested more than 100 levels deep"),
+        (b"nonsense", "invalid_json", "invalid JSON"),
+    ],
+)
+def test_a_line_that_cannot_be_decoded_says_why_and_still_its_version(
+    reader: Any, message: bytes, reason: str, detail: str
+) -> None:
+    """Never an exception: the watch skips it, and moves past its resourceVersion when
+    the bytes still say it (read without decoding them)."""
+    frame = reader.frame(frame_of(EVENTS_V1, "41", message=message))
+    assert (frame.object, frame.resource_version) == (None, "41")
+    assert frame.invalid is not None
+    assert (frame.invalid.reason, frame.invalid.detail[: len(detail)]) == (reason, detail)
+
+
+@READERS
+def test_a_line_past_the_size_limit_is_too_big(
+    reader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(frames, "MAX_BYTES", 1000)
+    frame = reader.frame(frame_of(EVENTS_V1, "41", message=b'"' + b"x" * 2000 + b'"'))
+    assert frame.invalid is not None and frame.invalid.reason == "too_big"
+    assert frame.resource_version == "41"
+
+
+@READERS
+def test_a_page_reads_around_the_items_it_cannot_decode(reader: Any) -> None:
+    items = [
+        orjson.dumps(EVENTS_V1),
+        b'{"metadata": {"name": "deep"}, "a": ' + DEEP + b"}",
+        b'{"metadata": {"name": "\xff"}}',
+        b'{"metadata": ',
+    ]
+    body = b'{"metadata": {"resourceVersion": "7", "continue": "c"}, "items": [%s]}' % b",".join(
+        items[:3]
+    )
+    page = reader.page(body)
+    assert (page.resource_version, page.continue_token) == ("7", "c")
+    assert [(position, problem.reason) for position, problem in page.invalid] == [
+        (1, "too_deep"),
+        (2, "bad_utf8"),
+    ]
+    assert len(page.items) == 1
+    with pytest.raises(Undecodable) as cut:  # the page's own frame cut short: retried
+        reader.page(b'{"metadata": {"resourceVersion": "7"}, "items": [{"a": 1}, ')
+    assert cut.value.reason == "invalid_json"
+
+
+@pytest.mark.parametrize("limit", [1, 5, 100])
+def test_the_depth_limit_is_exact_at_its_edge(limit: int) -> None:
+    """Strings full of brackets, quotes and escapes all around: only structure counts."""
+    for nesting in (limit, limit + 1):
+        value: Any = {"s": '"]}[{\\'}
+        for level in range(nesting - 1):
+            value = [value, "]]"] if level % 2 else {"k[": value, "s": '"]}'}
+        assert too_deep(orjson.dumps(value), limit) == (nesting > limit)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+_BRACKETY = st.text(alphabet='[]{}"\\ab\u00e9\n', max_size=6)
+_JSON = st.recursive(
+    st.none() | st.integers(-9, 99) | _BRACKETY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_BRACKETY, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@given(_JSON, st.integers(min_value=0, max_value=12))
+def test_the_depth_read_from_the_bytes_is_the_depth_decoded(value: Any, limit: int) -> None:
+    """Brackets, quotes and backslashes inside strings do not count."""
+    data = orjson.dumps(value)
+    assert too_deep(data, limit) == (_depth(value) > limit)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -301,17 +300,26 @@ async def test_frames_cut_anywhere_are_joined_and_a_last_one_needs_no_newline(
     assert lines.count(b"") == 1
 
 
-async def test_a_frame_past_the_size_limit_fails_the_stream_saying_so(
+async def test_a_frame_past_the_size_limit_is_dropped_as_it_streams_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Not kept (memory stays bounded), nor a failure of the stream (the watch would get it
+    again, forever): in its place its first bytes and its length, then the next frame."""
     monkeypatch.setattr(kube, "MAX_FRAME_BYTES", 1000)
-    runner, api = await serve_raw([b'{"type": "ADDED", "object": {"a": "' + b"z" * 2000], tmp_path)
+    big = b'{"type": "ADDED", "object": {"a": "' + b"z" * 2000
+    after = b'{"type": "ADDED", "object": {"n": 2}}'
+    chunks = [big[:600], big[600:1500], big[1500:], b'"}}\n' + after + b"\n"]
+    runner, api = await serve_raw(chunks, tmp_path)
     try:
-        with pytest.raises(aiohttp.ClientPayloadError, match="longer than 1000 bytes"):
-            await lines_of(api)
+        lines = await lines_of(api)
     finally:
         await api.close()
         await runner.cleanup()
+    assert [type(line).__name__ for line in lines if line] == ["Oversized", "bytes"]
+    dropped = lines[0]
+    assert isinstance(dropped, kube.Oversized)
+    assert big.startswith(dropped) and dropped.size == len(big) + 3
+    assert lines[1] == after
 
 
 @pytest.mark.parametrize("frames", [JsonFrames(), EventFrames()], ids=["json", "events"])

@@ -624,3 +624,76 @@ async def test_a_stream_silent_past_the_inactivity_limit_is_restarted(apiserver,
     await settle(live, 1)
     assert (await live.stop())[0] == 0
     assert_exactly_once(live.receiver.spans, {uid(event): 1})
+
+
+# ---- a hostile world never stops the collector ------------------------------------------------
+
+
+def _deep_event(api: ApiServer, target: dict[str, Any], message: str) -> dict[str, Any]:
+    event = make_event("Pulling", message, object_reference(target), component="kubelet")
+    event["metadata"]["annotations"] = {"a": "@@DEEP@@"}  # nested 1,000 deep on the wire
+    return api.create(event)
+
+
+async def test_what_cannot_be_decoded_is_skipped_and_the_collector_goes_on(
+    apiserver, start_run
+) -> None:
+    """Events nested 1,000 deep and not UTF-8, in the first list and on the watch, and a
+    pod nested 1,000 deep for the object cache: each skipped, counted and logged once;
+    the rest exported exactly once, the process up."""
+    api: ApiServer = apiserver
+    api.faults.rewrite(b'"@@DEEP@@"', b"[" * 1000 + b"]" * 1000)
+    api.faults.rewrite(b'"@@BAD@@"', b'"\xff\xfe"')
+    the_pod = api.create(pod("p1"))
+    deep_pod = pod("deep")
+    deep_pod["metadata"]["annotations"] = {"a": "@@DEEP@@"}
+    api.create(deep_pod)
+    _deep_event(api, the_pod, "deep, listed")
+    kubelet(api, the_pod, "Pulling", "@@BAD@@")
+    listed = kubelet(api, the_pod, "Pulling", "listed")
+    live = await start_run()
+    _deep_event(api, the_pod, "deep, watched")
+    kubelet(api, the_pod, "Pulled", "@@BAD@@")
+    watched = kubelet(api, the_pod, "Started", "watched")
+    await settle(live, 2)
+    assert await live.get("/healthz") == (200, "ok\n")
+    assert await live.metric("eventtrace_invalid_events_total", reason="too_deep") == 3
+    assert await live.metric("eventtrace_invalid_events_total", reason="bad_utf8") == 2
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(listed): 1, uid(watched): 1})
+    skipped = [line for line in live.stderr if "WARNING" in line and "skipped" in line]
+    assert len(skipped) == 5, live.log()
+    assert "Traceback" not in live.log()
+
+
+async def test_a_watch_ended_the_moment_it_opens_backs_off(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    live = await start_run()
+    api.faults.end_watch("events", times=None)
+    api.close_watches("events")
+    before = len(api.requests.matching(resource="events", verb="watch"))
+    await asyncio.sleep(3.0)
+    opened = len(api.requests.matching(resource="events", verb="watch")) - before
+    assert 2 <= opened <= 8, opened  # not hundreds a second
+    assert "ended the watch after" in live.log()
+    api.faults.clear()
+    event = kubelet(api, the_pod, "Pulled", "after the back-off")
+    await settle(live, 1, within=20)
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(event): 1})
+
+
+async def test_a_rotated_token_is_read_again_from_the_kubeconfig(apiserver, start_run) -> None:
+    api: ApiServer = apiserver
+    the_pod = api.create(pod("p1"))
+    live = await start_run()
+    assert api.kubeconfig is not None
+    api.write_kubeconfig(api.kubeconfig, token=api.rotate_token())
+    api.drop_watches()  # every watch reconnects: a 401, then the new token
+    event = kubelet(api, the_pod, "Pulled", "with the new token")
+    await settle(live, 1, within=20)
+    assert (await live.stop())[0] == 0
+    assert_exactly_once(live.receiver.spans, {uid(event): 1})
+    assert api.requests.matching(status=401)
+    assert "read the credentials again" in live.log()

@@ -4,7 +4,9 @@ The common workload kinds stream in from watches (see `live.py`), deleted ones s
 tombstones for a while so late events (Killing, SuccessfulDelete) still resolve. Anything
 else an owner chain needs is fetched with a GET, its resource found through discovery
 (custom resources included), and remembered with a TTL; 404s and 403s are remembered too,
-so a missing object costs one request, not one per event.
+so a missing object costs one request, not one per event. A 403 is not forever (RBAC
+changes, during a rollout say): said once, then tried again after FORBIDDEN_SECONDS, or
+as soon as the kind's watch lists.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ log = logging.getLogger("eventtrace.resolve")
 TOMBSTONE_SECONDS = 3600.0  # events outlive their objects by up to the event TTL (1 h)
 MISSING_SECONDS = 30.0  # a 404 is believed this long (the object may yet be created)
 FETCHED_SECONDS = 600.0  # objects fetched by GET (not watched) are refreshed after this
+FORBIDDEN_SECONDS = 600.0  # a 403 is believed this long (as the watches' longest back-off)
 
 
 class Resolver:
@@ -46,7 +49,10 @@ class Resolver:
         self._buried: set[int] = set()  # id() of what _expiring holds
         self._order = itertools.count()
         self._resources: dict[str, dict[str, Resource] | None] = {}
-        self._forbidden: set[str] = set()  # resources RBAC keeps us from reading
+        # Resources RBAC keeps us from reading, by (API group, kind): until when (monotonic)
+        # that is believed; and those said so (once, until allowed again).
+        self._forbidden: dict[tuple[str, str], float] = {}
+        self._warned: set[tuple[str, str]] = set()
         # (API group, kind) of the workload watches that have listed: their cache is the
         # truth, a GET of what it lacks could only answer 404.
         self._listed: set[tuple[str, str]] = set()
@@ -101,14 +107,20 @@ class Resolver:
             self._want(unknown)
 
     def forbidden(self, resource: Resource, message: str) -> None:
-        """RBAC refuses this resource: say so once; chains stop at its objects."""
-        if resource.label not in self._forbidden:
-            self._forbidden.add(resource.label)
+        """RBAC refuses this resource: say so once; chains stop at its objects until it
+        is tried again (FORBIDDEN_SECONDS), or its watch lists."""
+        key = (resource.group, resource.kind)
+        self._forbidden[key] = time.monotonic() + FORBIDDEN_SECONDS
+        if key not in self._warned:
+            self._warned.add(key)
             log.warning("%s", message)
 
     def listed(self, group: str, kind: str) -> None:
-        """A workload watch has listed this kind: from now on its cache is the truth."""
+        """A workload watch has listed this kind: from now on its cache is the truth (and
+        RBAC allows it, whatever it said before)."""
         self._listed.add((group, kind))
+        self._forbidden.pop((group, kind), None)
+        self._warned.discard((group, kind))
 
     def _want(self, ref: ObjectRef) -> None:
         if (ref.api_version.rpartition("/")[0], ref.kind) in self._listed:
@@ -152,7 +164,10 @@ class Resolver:
         if self._missing.get(ref.key, 0) > time.monotonic():
             return None
         resource = await self._resource_for(ref)
-        if resource is None or resource.label in self._forbidden:
+        if (
+            resource is None
+            or self._forbidden.get((resource.group, resource.kind), 0) > time.monotonic()
+        ):
             self._remember_missing(ref)
             return None
         try:

@@ -289,6 +289,12 @@ class ApiServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def rotate_token(self, token: str | None = None) -> str:
+        """Accept another bearer token from now on, and only it (the old one gets 401)."""
+        self.token = token or secrets.token_urlsafe(24)
+        self._http.token = self.token
+        return self.token
+
     def write_kubeconfig(
         self, path: Path | str, *, token: str | None = None, server: str | None = None
     ) -> Path:

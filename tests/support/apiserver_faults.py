@@ -1,8 +1,12 @@
 """Fault injection and the request log of the test API server.
 
 Tests arm rules (`server.faults.fail(...)`, `.throttle(...)`, `.forbid(...)`, `.delay(...)`,
-`.expire_watch(...)`); each request is matched against them in order. Every request is
-recorded so a test can check what the client did (re-listed, waited for Retry-After...).
+`.expire_watch(...)`, `.end_watch(...)`); each request is matched against them in order.
+`.rewrite(old, new)` replaces bytes in every body and watch frame written, as they go on
+the wire: what a real server would never send (not UTF-8, nested 1,000 deep) for an
+object it stores, so it comes again on every list and every watch replaying it. Every
+request is recorded so a test can check what the client did (re-listed, waited for
+Retry-After...).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class RequestRecord:
 class FaultRule:
     """One armed fault. `times=None` means until removed."""
 
-    kind: str  # "status" | "forbid" | "delay" | "expire_watch"
+    kind: str  # "status" | "forbid" | "delay" | "expire_watch" | "end_watch"
     resource: str | None = None
     group: str | None = None
     verbs: frozenset[str] | None = None
@@ -100,6 +104,7 @@ class Faults:
     def __init__(self, user: str = DEFAULT_USER) -> None:
         self.user = user
         self.rules: list[FaultRule] = []
+        self.rewrites: list[tuple[bytes, bytes]] = []
 
     def _arm(self, rule: FaultRule) -> FaultRule:
         self.rules.append(rule)
@@ -177,12 +182,29 @@ class Faults:
             FaultRule("expire_watch", resource, group, frozenset({"watch"}), None, times)
         )
 
+    def end_watch(
+        self, resource: str | None = None, *, group: str | None = None, times: int | None = None
+    ) -> FaultRule:
+        """Matching watches are accepted (200, headers), then end at once: a clean end of
+        the body, no frame."""
+        return self._arm(FaultRule("end_watch", resource, group, frozenset({"watch"}), None, times))
+
+    def rewrite(self, old: bytes, new: bytes) -> None:
+        """Replace `old` by `new` in every body and watch frame written from now on."""
+        self.rewrites.append((old, new))
+
+    def rewritten(self, data: bytes) -> bytes:
+        for old, new in self.rewrites:
+            data = data.replace(old, new)
+        return data
+
     def remove(self, rule: FaultRule) -> None:
         if rule in self.rules:
             self.rules.remove(rule)
 
     def clear(self) -> None:
         self.rules.clear()
+        self.rewrites.clear()
 
     # ---- applied by the server -------------------------------------------------------
 
@@ -210,6 +232,9 @@ class Faults:
 
     def take_watch_expiry(self, info: RequestInfo) -> bool:
         return self._take("expire_watch", info) is not None
+
+    def take_watch_end(self, info: RequestInfo) -> bool:
+        return self._take("end_watch", info) is not None
 
 
 @dataclass

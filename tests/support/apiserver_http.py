@@ -234,6 +234,10 @@ class ApiHttp:
             response = await self._route(request, info)
         except ApiError as error:
             response = error_response(error)
+        if self.faults.rewrites and isinstance(response, web.Response) and response.body:
+            body = response.body
+            assert isinstance(body, bytes)
+            response.body = self.faults.rewritten(body)
         if record.status is None:
             record.status = response.status
         return response
@@ -363,6 +367,11 @@ class ApiHttp:
             predicate = combine(predicate, field_selector(resource, f"metadata.name={info.name}"))
         deadline = asyncio.get_running_loop().time() + self._watch_lifetime(query)
         send_initial = query.get("sendInitialEvents")
+        if self.faults.take_watch_end(info):
+            response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+            await self._start_stream(request, response)
+            await response.write_eof()
+            return response
         try:
             if self.faults.take_watch_expiry(info):
                 raise expired(WATCH_RV_TOO_OLD)
@@ -425,7 +434,8 @@ class ApiHttp:
                 return
             if watcher.pending:
                 # Everything queued goes out as one chunk: fast for big bursts.
-                await response.write(encoder.encode(watcher.take_pending()))
+                frames = encoder.encode(watcher.take_pending())
+                await response.write(self.faults.rewritten(frames))
             remaining = deadline - loop.time()
             if watcher.ending == "close" or remaining <= 0:
                 break
