@@ -14,11 +14,19 @@ from eventtrace.metrics import Metrics
 class HealthServer:
     """Started before the pipeline, so a taken port fails at start with a clear error."""
 
-    def __init__(self, host: str, port: int, metrics: Metrics, ready: Callable[[], str | None]):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        ready: Callable[[], str | None],
+        healthy: Callable[[], str | None] = lambda: None,
+    ):
         self.host = host
         self.port = port
         self._metrics = metrics
         self._ready = ready  # None when ready, else why not
+        self._healthy = healthy  # None when healthy, else why not: Kubernetes restarts it
         app = web.Application()
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/healthz", self._healthz)
@@ -45,7 +53,10 @@ class HealthServer:
         )
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        why = self._healthy()
+        if why is None:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text=f"unhealthy: {why}\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
         why = self._ready()

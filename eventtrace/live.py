@@ -21,13 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState
 
 from eventtrace.core.episodes import Assembler
 from eventtrace.core.model import EventState, Rejected, Span
@@ -53,7 +47,7 @@ from eventtrace.source.kube import (
 )
 from eventtrace.source.parse import message_was_truncated, parse_event
 from eventtrace.source.resolve import Resolver
-from eventtrace.source.watch import Change, Item, Listed, Listing, Watcher
+from eventtrace.source.watch import Change, Item, Listed, Listing, Watcher, retrying
 from eventtrace.state import Progress, StateError, load_progress, open_store
 
 log = logging.getLogger("eventtrace.run")
@@ -104,13 +98,13 @@ async def preflight(api: KubeApi, settings: Settings, source: str) -> Resource:
     async def attempt() -> Resource:
         events = CORE_EVENTS
         try:
-            await api.get("/apis/events.k8s.io/v1")
+            await api.get_bytes("/apis/events.k8s.io/v1")
             events = EVENTS_V1
         except ApiError as error:
             if error.status != 404:
                 raise
         namespace = settings.namespaces[0] if settings.namespaces else None
-        await api.get(events.collection(namespace), {"limit": "1"})
+        await api.get_bytes(events.collection(namespace), {"limit": "1"})
         return events
 
     last: BaseException | None = None
@@ -123,16 +117,14 @@ async def preflight(api: KubeApi, settings: Settings, source: str) -> Resource:
     # A deadline, not a count of attempts: a request that hangs ends with it too.
     try:
         async with asyncio.timeout(settings.startup_timeout):
-            async for try_ in AsyncRetrying(
-                wait=wait_exponential(multiplier=0.25, max=5) + wait_random(0, 0.5),
-                retry=retry_if_exception_type((ApiError, *TRANSPORT_ERRORS)),
-                before_sleep=retrying_after,
-                reraise=True,
-            ):
+            # The watches' one retry policy; RBAC (403) is not waited for here.
+            async for try_ in retrying(_worth_retrying_at_start, before_sleep=retrying_after):
                 with try_:
                     return await attempt()
     except TimeoutError:
         pass  # the deadline: say what the last attempt met
+    except ApiError as error:  # refused for good (403)
+        raise StartupError(_explain(error, api.server, source)) from None
     if isinstance(last, ApiError):
         raise StartupError(_explain(last, api.server, source))
     reason = f" ({_short(last)})" if last is not None else " (no answer)"
@@ -140,6 +132,12 @@ async def preflight(api: KubeApi, settings: Settings, source: str) -> Resource:
         f"cannot reach the Kubernetes API server at {api.server}{reason} after "
         f"{settings.startup_timeout:g}s: check that the cluster is running and the server "
         f"address in {source}"
+    )
+
+
+def _worth_retrying_at_start(error: BaseException) -> bool:
+    return isinstance(error, TRANSPORT_ERRORS) or (
+        isinstance(error, ApiError) and error.status != 403
     )
 
 
@@ -184,7 +182,6 @@ class LiveService:
                 metrics,
                 namespace=ns,
                 timeouts=(settings.watch_timeout, settings.inactivity_timeout),
-                retry_forbidden=False,  # one warning, then chains stop at that kind
                 on_forbidden=self.resolver.forbidden,
             )
             for resource in WORKLOADS
@@ -210,6 +207,14 @@ class LiveService:
             ", ".join(settings.namespaces) if settings.namespaces else "all namespaces"
         )
 
+    def unhealthy(self) -> str | None:
+        """Why Kubernetes should restart this process: credentials refused for too long."""
+        since = self.api.unauthorized_since
+        limit = self.settings.unauthorized_timeout
+        if since is not None and time.monotonic() - since > limit:
+            return f"the API server has refused the credentials for over {limit:g}s"
+        return None
+
     def not_ready(self) -> str | None:
         term = self.term
         if term is None:
@@ -219,7 +224,7 @@ class LiveService:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or _stop_on_signals()
         host, port = self.settings.metrics_host_port
-        health = HealthServer(host, port, self.metrics, self.not_ready)
+        health = HealthServer(host, port, self.metrics, self.not_ready, self.unhealthy)
         try:
             await health.start()
         except OSError as error:

@@ -23,7 +23,9 @@ class Metrics:
         )
         self.invalid_events = Counter(
             "eventtrace_invalid_events",
-            "Inputs rejected as malformed (each is also logged), by reason.",
+            "Inputs rejected (each is also logged), by reason: schema, no_time, no_name, "
+            "not_an_object, object, bad_utf8, too_deep, too_big, invalid_json; and "
+            "message_truncated for messages cut, not dropped.",
             ["reason"],
             registry=r,
         )
@@ -61,7 +63,8 @@ class Metrics:
         )
         self.watch_restarts = Counter(
             "eventtrace_watch_restarts",
-            "Watch streams restarted, by resource and reason (timeout, drop, expired, error).",
+            "Watch streams restarted, by resource and reason (timeout, drop, expired, error, "
+            "forbidden, short, unreadable).",
             ["resource", "reason"],
             registry=r,
         )
@@ -77,7 +80,8 @@ class Metrics:
         )
         self.owner_lookups = Counter(
             "eventtrace_owner_lookups",
-            "Object lookups for owner chains, by result (get, not_found, forbidden, error, queue_full).",
+            "Object lookups for owner chains, by result "
+            "(get, not_found, forbidden, error, queue_full).",
             ["result"],
             registry=r,
         )

@@ -157,6 +157,7 @@ class OperatingSettings:
     metrics_addr: str
     log_level: str
     max_message_bytes: int
+    unauthorized_timeout: float
 
 
 # Each group's title, as `eventtrace run --help` and docs/settings.md say it.
@@ -225,6 +226,9 @@ class Settings(BaseSettings):
     metrics_addr: str = "127.0.0.1:8080"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_message_bytes: int = Field(4096, ge=64)
+    # /healthz fails once the API server has refused the credentials this long, so
+    # Kubernetes restarts the pod (and it logs in afresh).
+    unauthorized_timeout: Seconds = 300.0
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -464,7 +464,7 @@ async def test_a_transient_403_on_pods_is_retried_said_once_and_the_watch_recove
     told: list[str] = []
     metrics = Metrics()
     async with watching(
-        apiserver, PODS, metrics=metrics, retry_forbidden=False,
+        apiserver, PODS, metrics=metrics,
         on_forbidden=lambda resource, message: told.append(message),
     ) as seen:  # fmt: skip
         await asyncio.wait_for(seen.watcher.settled.wait(), 5)  # nothing waits for it

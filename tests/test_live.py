@@ -697,3 +697,21 @@ async def test_a_rotated_token_is_read_again_from_the_kubeconfig(apiserver, star
     assert_exactly_once(live.receiver.spans, {uid(event): 1})
     assert api.requests.matching(status=401)
     assert "read the credentials again" in live.log()
+
+
+async def test_credentials_refused_for_too_long_fail_healthz(apiserver, start_run) -> None:
+    """The token is revoked and no new one comes: after unauthorized_timeout, /healthz
+    fails too, so Kubernetes restarts the pod (and it logs in afresh)."""
+    api: ApiServer = apiserver
+    live = await start_run(env={"EVENTTRACE_UNAUTHORIZED_TIMEOUT": "1s"})
+    assert (await live.get("/healthz"))[0] == 200
+    api.rotate_token()  # the kubeconfig keeps the old one
+    api.drop_watches()
+    deadline = time.monotonic() + 15
+    while (await live.get("/healthz"))[0] == 200:
+        assert time.monotonic() < deadline, live.log()
+        await asyncio.sleep(0.2)
+    status, text = await live.get("/healthz")
+    assert status == 503 and "refused the credentials" in text
+    assert (await live.get("/readyz"))[0] == 503
+    assert (await live.stop())[0] == 0

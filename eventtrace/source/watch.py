@@ -151,14 +151,12 @@ class Watcher:
         *,
         namespace: str | None = None,
         timeouts: tuple[float, float] = (300, 900),
-        retry_forbidden: bool = True,
         on_forbidden: Callable[[Resource, str], None] | None = None,
         frames: Frames | None = None,
         resource_version: str = "",
     ) -> None:
         """`on_forbidden(resource, message)` is told, once, when RBAC starts refusing the
-        resource (else the message is logged); the watch retries it slowly meanwhile.
-        `retry_forbidden` is no longer read: a 403 is always retried. With a
+        resource (else the message is logged); the watch retries it slowly meanwhile. With a
         `resource_version` (saved by a process before), the first watch resumes from it,
         no list first; if it is too old (410), a list follows as usual."""
         self.api = api
