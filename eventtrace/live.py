@@ -54,7 +54,6 @@ log = logging.getLogger("eventtrace.run")
 
 TICK_SECONDS = 0.05
 HOUSEKEEPING_SECONDS = 60.0
-SHUTDOWN_FLUSH_SECONDS = 8.0  # within Kubernetes' default 30 s grace, and our own 10 s
 QUEUE_SIZE = 2_000  # parsed events waiting for the pump
 CACHE_WAIT_SECONDS = 60.0
 SAVE_SECONDS = 5.0  # the longest a state save may take
@@ -273,9 +272,9 @@ class LiveService:
         if term is not None:
             term.stopping.set()
         if self.leadership is None:
-            await asyncio.wait({leading}, timeout=SHUTDOWN_FLUSH_SECONDS + SAVE_SECONDS)
+            await asyncio.wait({leading}, timeout=self.settings.shutdown_timeout + SAVE_SECONDS)
         else:
-            await self.leadership.finish(SHUTDOWN_FLUSH_SECONDS + SAVE_SECONDS)
+            await self.leadership.finish(self.settings.shutdown_timeout + SAVE_SECONDS)
             leading.cancel()
             await asyncio.wait({leading})
             await self.leadership.release()
@@ -362,7 +361,7 @@ class Term:
             settings.output or "otlp",
             settings,
             self.metrics,
-            shutdown_timeout=SHUTDOWN_FLUSH_SECONDS,
+            shutdown_timeout=settings.shutdown_timeout,
             on_delivered=self.progress.delivered,
         )
         async with sink:
@@ -394,7 +393,7 @@ class Term:
         # With a state, open episodes are carried on by the next process (the same trace
         # ids); without one, they close now.
         closing = self.service.store is None
-        deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+        deadline = time.monotonic() + self.settings.shutdown_timeout
         flushed = await self._submit(self.pipeline.drain(now, close=closing), sink, deadline)
         self._report()
         log.info(

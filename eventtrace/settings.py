@@ -135,6 +135,7 @@ class ExportSettings:
     export_queue_size: int
     export_batch_size: int
     export_interval: float
+    shutdown_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,9 @@ class Settings(BaseSettings):
     export_queue_size: int = Field(20_000, ge=1)
     export_batch_size: int = Field(512, ge=1)
     export_interval: Seconds = 1.0
+    # How long the flush at a stop may take: within Kubernetes' default 30 s grace, with
+    # the state save after it.
+    shutdown_timeout: Seconds = 8.0
 
     # Restarts and replicas (DESIGN §2): what was exported, kept across restarts, and
     # which replica exports. State: configmap:NAMESPACE/NAME, file:PATH or none; empty,

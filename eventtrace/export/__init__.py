@@ -49,7 +49,7 @@ def open_sink(
     settings: Settings,
     metrics: Metrics,
     *,
-    shutdown_timeout: float = 10.0,
+    shutdown_timeout: float | None = None,
     on_delivered: Callable[[Sequence[Span]], None] | None = None,
 ) -> SpanSink:
     """The Batcher around the exporter for `--output`. OTLP is imported only when asked
@@ -73,6 +73,8 @@ def open_sink(
         batch_size=settings.export_batch_size,
         interval=settings.export_interval,
         queue_size=settings.export_queue_size,
-        shutdown_timeout=shutdown_timeout,
+        shutdown_timeout=(
+            settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        ),
         on_delivered=on_delivered,
     )
