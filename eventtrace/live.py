@@ -331,8 +331,13 @@ class Term:
     async def run(self) -> None:
         service, settings = self.service, self.settings
         self.progress = await load_progress(service.store, self.progress.cluster)
-        tracker = OccurrenceTracker(exported=self.progress.exported_count)
-        assembler = Assembler(settings.trace_rules, on_close=self.progress.closed)
+        keeping = service.store is not None  # without a store, nothing to keep track of
+        tracker = OccurrenceTracker(
+            exported=self.progress.exported_count if self.progress.exported else None
+        )
+        assembler = Assembler(
+            settings.trace_rules, on_close=self.progress.closed if keeping else None
+        )
         assembler.restore(self.progress.restored_episodes)
         self.progress.restored_episodes = []
         self.pipeline = Pipeline(
@@ -362,7 +367,7 @@ class Term:
             settings,
             self.metrics,
             shutdown_timeout=settings.shutdown_timeout,
-            on_delivered=self.progress.delivered,
+            on_delivered=self.progress.delivered if keeping else None,
         )
         async with sink:
             try:
@@ -472,7 +477,9 @@ class Term:
                 bursting = False
             self._report()
             if time.monotonic() >= next_housekeeping:
-                self.progress.forget(self.pipeline.forget_old_events(now))
+                forgotten = self.pipeline.forget_old_events(now)
+                if self.service.store is not None:
+                    self.progress.forget(forgotten)
                 self.resolver.sweep()
                 gc.collect()  # the old generation, which the thresholds (cli.py) leave be
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS

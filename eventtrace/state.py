@@ -229,13 +229,9 @@ class Progress:
 
 
 def _event_of(span: Span) -> tuple[str, int]:
-    uid, count = "", 0
-    for key, value in span.attributes:
-        if key == "k8s.event.uid":
-            uid = str(value)
-        elif key == "k8s.event.count":
-            count = int(value)
-    return uid, count
+    return str(span.attributes.get("k8s.event.uid", "")), int(
+        span.attributes.get("k8s.event.count", 0)
+    )
 
 
 # -- where it is kept ------------------------------------------------------------------------

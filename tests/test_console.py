@@ -32,14 +32,14 @@ ESCAPE = re.compile(r"\033\[[0-9;]*m")
 
 def obj(name: str, start: float, end: float, parent: str | None = None) -> Span:
     return Span(TRACE, f"o-{name}", parent, name, SpanKind.OBJECT, T0 + int(start * S),
-                T0 + int(end * S), SpanStatus.UNSET, "", (("service.name", "kubelet"),), ())  # fmt: skip
+                T0 + int(end * S), SpanStatus.UNSET, "", (("service.name", "kubelet"),), {})  # fmt: skip
 
 
 def ev(
     reason: str, at: float, parent: str, message: str = "", *, warning: bool = False,
     occurrences: int = 1, until: float | None = None,
 ) -> Span:  # fmt: skip
-    attributes = (("eventtrace.occurrences", occurrences), ("k8s.event.message", message))
+    attributes = {"eventtrace.occurrences": occurrences, "k8s.event.message": message}
     status = SpanStatus.ERROR if warning else SpanStatus.UNSET
     end = at if until is None else until
     return Span(TRACE, f"e-{reason}-{at}", parent, reason, SpanKind.EVENT, T0 + int(at * S),

@@ -40,7 +40,7 @@ def to_readable_span(span: Span, resource: Resource) -> ReadableSpan:
         context=SpanContext(trace_id, int(span.span_id, 16), is_remote=False, trace_flags=SAMPLED),
         parent=parent,
         resource=resource,
-        attributes=dict(span.attributes),
+        attributes=span.attributes,
         kind=SdkSpanKind.INTERNAL,
         status=status,
         start_time=span.start_ns,
@@ -78,7 +78,7 @@ def test_equal_int_bool_and_float_values_keep_their_own_encodings() -> None:
     # 1 == True == 1.0 (and hash alike): a cached encoding of one must not serve another.
     base = rollout()[0]
     spans = [
-        replace(base, span_id=f"{n:016x}", attributes=(("x", value), ("y", value)))
+        replace(base, span_id=f"{n:016x}", attributes={"x": value, "y": value})
         for n, value in enumerate([1, True, 1.0, 1, True, 0, False, 0.0, 1, "1"])
     ]
     encoder = SpanEncoder(SCOPE.name, SCOPE.version or "")
@@ -129,9 +129,7 @@ def spans(draw: st.DrawFn) -> Span:
         status=draw(st.sampled_from(SpanStatus)),
         status_message=draw(texts),
         resource=draw(resources),
-        attributes=tuple(
-            draw(st.dictionaries(st.text(min_size=1, max_size=150), values, max_size=8)).items()
-        ),
+        attributes=draw(st.dictionaries(st.text(min_size=1, max_size=150), values, max_size=8)),
     )
 
 
@@ -152,7 +150,7 @@ def test_resources_of_megabytes_have_their_lengths_right() -> None:
             replace(
                 base,
                 span_id=f"{n + 1:016x}",
-                attributes=(("k8s.event.message", f"{n} " + "m" * 3_500),),
+                attributes={"k8s.event.message": f"{n} " + "m" * 3_500},
             )
             for n in range(count)
         ]

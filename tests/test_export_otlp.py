@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -43,6 +44,10 @@ KUBELET = (
 )
 
 
+def attributes(*pairs: tuple[str, Any]) -> dict[str, Any]:
+    return dict(pairs)
+
+
 def rollout() -> list[Span]:
     """A small rollout: deployment → ScalingReplicaSet → pod → Scheduled, and a Warning."""
     deployment = Span(
@@ -56,7 +61,7 @@ def rollout() -> list[Span]:
         status=SpanStatus.UNSET,
         status_message="",
         resource=KUBECTL,
-        attributes=(
+        attributes=attributes(
             ("k8s.deployment.name", "redis"),
             ("k8s.deployment.uid", "d-uid-1"),
             ("k8s.namespace.name", "default"),
@@ -81,7 +86,7 @@ def rollout() -> list[Span]:
         status=SpanStatus.UNSET,
         status_message="",
         resource=CONTROLLER,
-        attributes=(("k8s.pod.name", "redis-687967dbc5-27vmr"), ("k8s.pod.uid", "p-uid-1")),
+        attributes={"k8s.pod.name": "redis-687967dbc5-27vmr", "k8s.pod.uid": "p-uid-1"},
     )
     scheduled = event_span("5555666677778888", pod.span_id, "Scheduled", KUBELET, T0 + 2_000)
     backoff = Span(
@@ -95,7 +100,7 @@ def rollout() -> list[Span]:
         status=SpanStatus.ERROR,
         status_message="Back-off restarting failed container redis",
         resource=KUBELET,
-        attributes=(
+        attributes=attributes(
             ("k8s.event.reason", "BackOff"),
             ("k8s.event.type", "Warning"),
             ("k8s.event.count", 7),
@@ -121,7 +126,7 @@ def event_span(
         status=SpanStatus.UNSET,
         status_message="",
         resource=resource,
-        attributes=(
+        attributes=attributes(
             ("k8s.event.reason", reason),
             ("k8s.event.message", message),
             ("k8s.event.type", "Normal"),
@@ -227,8 +232,8 @@ def assert_same(sent: Span, got: ReceivedSpan) -> None:
         assert (got.status_code, got.status_message) == ("ERROR", sent.status_message)
     else:
         assert (got.status_code, got.status_message) == ("UNSET", "")
-    assert got.attributes == dict(sent.attributes)
-    for key, value in sent.attributes:
+    assert got.attributes == sent.attributes
+    for key, value in sent.attributes.items():
         assert type(got.attributes[key]) is type(value), key
     # Exactly our resource: no telemetry.sdk.* or default service.name merged in.
     assert got.resource == dict(sent.resource)

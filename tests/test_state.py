@@ -27,7 +27,7 @@ CLUSTER = "prod https://10.0.0.1:6443"
 
 
 def span(kind: SpanKind, trace: str, uid: str = "", count: int = 0) -> Span:
-    attributes = (("k8s.event.count", count), ("k8s.event.uid", uid)) if uid else ()
+    attributes = {"k8s.event.count": count, "k8s.event.uid": uid} if uid else {}
     return Span(trace, "1" * 16, None, "x", kind, 0, 0, SpanStatus.UNSET, "", (), attributes)
 
 

@@ -24,7 +24,7 @@ class TraceRules:
     trace_max_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventNote:
     """One event of an object in an episode: a candidate cause. Its first occurrence in
     the episode (start, and the count it reached), and its latest (end, count), which
@@ -228,7 +228,7 @@ class Assembler:
             or start < note.start_ns
             or (start == note.start_ns and span_id < note.span_id)
         ):
-            note = EventNote(
+            note = involved.events[event.uid] = EventNote(
                 start,
                 event.name,
                 event.message,
@@ -237,7 +237,7 @@ class Assembler:
                 event.uid,
                 event.count,
             )
-        involved.events[event.uid] = replace(note, end_ns=end, end_count=end_count)
+        note.end_ns, note.end_count = end, end_count
         return spans.event_span(
             occurrence,
             trace_id=episode.trace_id,
@@ -279,13 +279,13 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
     for identity in sorted(episode.objects):
         entry = episode.objects[identity]
         cause = causes.get(identity)
+        note = cause[1] if cause is not None else None
         if cause is not None:
-            parent_id: str | None = cause
+            parent_id: str | None = cause[0]
         elif entry.owner is not None:
             parent_id = episode.objects[entry.owner].span_id
         else:
             parent_id = None
-        note = _note(episode, entry.owner, cause)
         start, end = extent[identity]
         result.append(
             spans.object_span(
@@ -303,8 +303,10 @@ def object_spans(episode: Episode, cluster: str) -> list[Span]:
     return result
 
 
-def _causes(episode: Episode, extent: dict[str, tuple[int, int]]) -> dict[str, str]:
-    """The span id of each object's cause: the earliest event of its owner, in this
+def _causes(
+    episode: Episode, extent: dict[str, tuple[int, int]]
+) -> dict[str, tuple[str, EventNote]]:
+    """The span id of each object's cause, and its note: the earliest event of its owner, in this
     episode, whose message names it. Where the owner has several incarnations of one
     name (a StatefulSet pod deleted and recreated: two uids), each takes the latest
     naming event at or before its own first occurrence, else the earliest."""
@@ -313,14 +315,14 @@ def _causes(episode: Episode, extent: dict[str, tuple[int, int]]) -> dict[str, s
         if entry.owner is not None:
             ref = entry.link.ref
             children.setdefault((entry.owner, ref.kind, ref.name), []).append(identity)
-    causes: dict[str, str] = {}
+    causes: dict[str, tuple[str, EventNote]] = {}
     for (owner, _, name), incarnations in children.items():
         naming = [n for n in episode.objects[owner].events.values() if names(n.message, name)]
         if not naming:
             continue
         earliest = min(naming, key=lambda n: (n.start_ns, n.name, n.span_id))
         if len(incarnations) == 1:
-            causes[incarnations[0]] = earliest.span_id
+            causes[incarnations[0]] = (earliest.span_id, earliest)
             continue
         for identity in incarnations:
             entry = episode.objects[identity]
@@ -328,17 +330,7 @@ def _causes(episode: Episode, extent: dict[str, tuple[int, int]]) -> dict[str, s
             before = [n for n in naming if n.end_ns <= first]
             if before:
                 latest = min(before, key=lambda n: (-n.end_ns, n.name, n.uid))
-                causes[identity] = latest.latest_span_id
+                causes[identity] = (latest.latest_span_id, latest)
             else:
-                causes[identity] = earliest.span_id
+                causes[identity] = (earliest.span_id, earliest)
     return causes
-
-
-def _note(episode: Episode, owner: str | None, span_id: str | None) -> EventNote | None:
-    """The owner's event whose span is `span_id`: whose component made the object."""
-    if owner is None or span_id is None:
-        return None
-    for note in episode.objects[owner].events.values():
-        if span_id in (note.span_id, note.latest_span_id):
-            return note
-    return None

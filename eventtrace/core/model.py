@@ -1,7 +1,9 @@
 """Plain data inside the pipeline: what events and objects are, and what spans come out.
 
 Times are integer nanoseconds since the Unix epoch throughout, as OpenTelemetry uses them.
-Everything here is a slotted dataclass, never changed once made.
+Everything here is a slotted dataclass, never changed once made. The three made for every
+event or span (EventState, Occurrence, Span) are not `frozen` only because a frozen
+dataclass sets each field through object.__setattr__, several times slower to make.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class KubeObject:
         return self.owners[0].ref if self.owners else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventState:
     """One Kubernetes Event as seen at one moment (an ADDED or MODIFIED, or a list item)."""
 
@@ -91,7 +93,7 @@ class EventState:
         return (self.last_ns, self.count, self.uid, self.resource_version, self.message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Occurrence:
     """What one span stands for: one or more new occurrences of one event."""
 
@@ -115,7 +117,7 @@ class SpanKind(Enum):
     OBJECT = "object"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Span:
     """One finished span. Ids are lowercase hex: 32 digits for traces, 16 for spans."""
 
@@ -130,14 +132,16 @@ class Span:
     status_message: str
     # Resource: service.name, service.instance.id, k8s.cluster.name.
     resource: tuple[tuple[str, AttributeValue], ...]
-    attributes: tuple[tuple[str, AttributeValue], ...]
+    # In the order spans.py writes them, one order for every span of a kind. A dict: one
+    # object a span for the garbage collector to walk, not one a pair.
+    attributes: dict[str, AttributeValue]
 
     @property
     def service_name(self) -> str:
         return str(dict(self.resource).get("service.name", ""))
 
     def attribute(self, key: str) -> AttributeValue | None:
-        return dict(self.attributes).get(key)
+        return self.attributes.get(key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from eventtrace.core.model import EventState, KubeObject, ObjectRef
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made for each link of each chain: not frozen (see model.py)
 class Link:
     """One object on a chain. `identity` keys its span: the real uid where the object is
     known, else kind/namespace/name (kubelet's Node events carry the name as uid)."""
@@ -104,13 +104,15 @@ class ObjectIndex:
         the index does not have is an object it does not
         know, even when another object of that name is known (a pod recreated under the
         same name is another object)."""
+        uid = ref.uid
+        if uid and uid != ref.name:
+            found = self._by_uid.get(uid) or self._by_hash.get(uid)
+            if found is not None and found.ref.kind == ref.kind:
+                return found
         names = self._by_key.get(ref.kind, _NOTHING).get(ref.namespace)
         by_name = names.get(ref.name) if names is not None else None
-        if not ref.uid or ref.uid == ref.name:
+        if not uid or uid == ref.name:
             return by_name
-        found = self._by_uid.get(ref.uid) or self._by_hash.get(ref.uid)
-        if found is not None and found.ref.kind == ref.kind:
-            return found
         if by_name is not None and not by_name.ref.uid:
             return by_name  # known without a uid (a hand-made dump): nothing to tell apart
         return None

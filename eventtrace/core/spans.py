@@ -6,7 +6,8 @@ turns an occurrence or an object into the span itself.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from functools import lru_cache
 
 from eventtrace.core.model import (
     AttributeValue,
@@ -33,7 +34,8 @@ _SEMCONV = {
     "Namespace": "k8s.namespace",
 }
 
-Attributes = tuple[tuple[str, AttributeValue], ...]
+Resource = tuple[tuple[str, AttributeValue], ...]
+Attributes = dict[str, AttributeValue]
 
 
 def event_span(
@@ -91,10 +93,12 @@ def object_span(
     )
 
 
-def resource(service: str, instance: str, cluster: str) -> Attributes:
-    return _sorted(
-        {"k8s.cluster.name": cluster, "service.name": service, "service.instance.id": instance}
-    )
+@lru_cache(maxsize=4096)  # a handful of components and nodes: one tuple each, shared
+def resource(service: str, instance: str, cluster: str) -> Resource:
+    if instance:
+        return (("k8s.cluster.name", cluster), ("service.name", service),
+                ("service.instance.id", instance))  # fmt: skip
+    return (("k8s.cluster.name", cluster), ("service.name", service))
 
 
 def _event_attributes(occurrence: Occurrence, involved: Link) -> Attributes:
@@ -119,7 +123,7 @@ def _event_attributes(occurrence: Occurrence, involved: Link) -> Attributes:
         "k8s.node.name": event.host,
         "k8s.namespace.name": ref.namespace,
     }
-    return _sorted(_with_semconv(attributes, ref.kind, ref.name, uid))
+    return _without_empty(_with_semconv(attributes, ref.kind, ref.name, uid))
 
 
 def _object_attributes(link: Link) -> Attributes:
@@ -133,7 +137,7 @@ def _object_attributes(link: Link) -> Attributes:
         "k8s.namespace.name": ref.namespace,
         "eventtrace.object.unresolved": True if link.known is None else "",
     }
-    return _sorted(_with_semconv(attributes, ref.kind, ref.name, uid))
+    return _without_empty(_with_semconv(attributes, ref.kind, ref.name, uid))
 
 
 def _with_semconv(
@@ -148,17 +152,17 @@ def _with_semconv(
     return attributes
 
 
-def _sorted(attributes: dict[str, AttributeValue]) -> Attributes:
-    """Sorted by key, without empty strings: the same bytes for the same span, always."""
-    return tuple(sorted((key, value) for key, value in attributes.items() if value != ""))
+def _without_empty(attributes: dict[str, AttributeValue]) -> Attributes:
+    """Without empty strings, in the order written above (the semantic-convention pair
+    last): one order for every span of a kind, so the same span gives the same bytes."""
+    return {key: value for key, value in attributes.items() if value != ""}
 
 
 def rfc3339(ns: int) -> str:
     """`2021-02-17T14:21:02Z`, with as many fraction digits as the time has."""
     seconds, fraction = divmod(ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     digits = f".{fraction:09d}".rstrip("0") if fraction else ""
-    return f"{moment}{digits}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + digits + "Z"
 
 
 def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:

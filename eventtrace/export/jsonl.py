@@ -23,7 +23,7 @@ def span_to_dict(span: Span) -> dict[str, Any]:
         "status": span.status.value,
         "status_message": span.status_message,
         "resource": dict(span.resource),
-        "attributes": dict(span.attributes),
+        "attributes": span.attributes,
     }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
 
 from eventtrace.core.model import AttributeValue, Span, SpanStatus
 
@@ -156,10 +155,7 @@ class SpanEncoder:
             _pack_fixed64(span.end_ns),
         ]
         strings, counts = self._strings, self._counts
-        # Untyped, so that compiled (setup.py) each pair is looked up as the tuple it is:
-        # typed, it would be unpacked and a new tuple made for every lookup.
-        attributes: Sequence[Any] = span.attributes
-        for pair in attributes:
+        for pair in span.attributes.items():
             # Pairs with a str value are kept in one cache, with an int value in another:
             # 1 == True == 1.0, so an int's encoding must never be found for a bool or float.
             encoded = strings.get(pair)

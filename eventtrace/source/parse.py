@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from eventtrace.core.occurrences import first_occurrence_ns
 from eventtrace.source.schema import Event, ManagedFieldsEntry, Object
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_intern = sys.intern
 # A mirror pod's annotation naming its static pod, whose events carry it as their uid.
 MIRROR_CONFIG_HASH = "kubernetes.io/config.hash"
 _MICROSECOND = timedelta(microseconds=1)
@@ -92,34 +94,36 @@ def _event_state(event: Event, where: str, max_message_bytes: int) -> EventState
         count = max(event.count or event.deprecatedCount or 1, 1)
 
     source = event.source or event.deprecatedSource
-    host = source.host if source else ""
+    host = _intern(source.host) if source else ""
+    # Interned: what many events share (a namespace, a reason, a component, the object
+    # they are about) is then one string, not one per event held for hours.
     return EventState(
         uid=meta.uid or f"{meta.namespace}/{meta.name}",
         name=meta.name,
-        namespace=meta.namespace,
-        reason=event.reason or "Unknown",
+        namespace=_intern(meta.namespace),
+        reason=_intern(event.reason or "Unknown"),
         message=bounded(event.message or event.note or "", max_message_bytes),
-        type=event.type or "Normal",
+        type=_intern(event.type or "Normal"),
         involved=ObjectRef(
-            kind=involved.kind,
-            name=involved.name,
-            namespace=involved.namespace,
-            uid=involved.uid,
-            api_version=involved.apiVersion,
+            kind=_intern(involved.kind),
+            name=_intern(involved.name),
+            namespace=_intern(involved.namespace),
+            uid=_intern(involved.uid),
+            api_version=_intern(involved.apiVersion),
         ),
         count=count,
         first_ns=first,
         last_ns=first if last is None else max(first, last),
-        field_path=involved.fieldPath,
-        component=(
+        field_path=_intern(involved.fieldPath),
+        component=_intern(
             (source.component if source else "")
             or event.reportingComponent
             or event.reportingController
             or ""
         ),
-        instance=event.reportingInstance or host,
+        instance=_intern(event.reportingInstance or host),
         host=host,
-        action=event.action or "",
+        action=_intern(event.action or ""),
         resource_version=meta.resourceVersion,
     )
 
@@ -178,27 +182,27 @@ def parse_object(raw: Any, where: str, *, kind: str = "") -> KubeObject | Reject
         return Rejected(where, f"{obj.kind} without metadata.name", "no_name")
     return KubeObject(
         ref=ObjectRef(
-            kind=obj.kind,
-            name=meta.name,
-            namespace=meta.namespace,
-            uid=meta.uid,
-            api_version=obj.apiVersion,
+            kind=_intern(obj.kind),
+            name=_intern(meta.name),
+            namespace=_intern(meta.namespace),
+            uid=_intern(meta.uid),
+            api_version=_intern(obj.apiVersion),
         ),
         owners=tuple(
             OwnerRef(
                 ObjectRef(
-                    kind=owner.kind,
-                    name=owner.name,
+                    kind=_intern(owner.kind),
+                    name=_intern(owner.name),
                     # Owners live in the object's namespace; cluster-scoped ones ignore it.
-                    namespace="" if owner.kind in CLUSTER_SCOPED else meta.namespace,
-                    uid=owner.uid,
-                    api_version=owner.apiVersion,
+                    namespace="" if owner.kind in CLUSTER_SCOPED else _intern(meta.namespace),
+                    uid=_intern(owner.uid),
+                    api_version=_intern(owner.apiVersion),
                 ),
                 controller=bool(owner.controller),
             )
             for owner in meta.ownerReferences
         ),
-        spec_manager=_spec_manager(meta.managedFields),
+        spec_manager=_intern(_spec_manager(meta.managedFields)),
         resource_version=meta.resourceVersion,
         config_hash=(meta.annotations or {}).get(MIRROR_CONFIG_HASH, ""),
     )

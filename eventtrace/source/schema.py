@@ -24,7 +24,12 @@ import msgspec
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class Meta(msgspec.Struct):
+class _Decoded(msgspec.Struct, gc=False):
+    """Decoded JSON holds strings, numbers and other decoded structs, never a cycle: the
+    garbage collector need not track them (each event makes several, that die at once)."""
+
+
+class Meta(_Decoded):
     name: str = ""
     namespace: str = ""
     uid: str = ""
@@ -32,7 +37,7 @@ class Meta(msgspec.Struct):
     creationTimestamp: datetime | None = None
 
 
-class ObjectReference(msgspec.Struct):
+class ObjectReference(_Decoded):
     """What an event is about (`involvedObject`, `regarding`)."""
 
     kind: NonEmpty
@@ -43,17 +48,17 @@ class ObjectReference(msgspec.Struct):
     fieldPath: str = ""
 
 
-class EventSource(msgspec.Struct):
+class EventSource(_Decoded):
     component: str = ""
     host: str = ""
 
 
-class EventSeries(msgspec.Struct):
+class EventSeries(_Decoded):
     count: Annotated[int, msgspec.Meta(ge=0)]
     lastObservedTime: datetime | None = None
 
 
-class Event(msgspec.Struct):
+class Event(_Decoded):
     metadata: Meta
     involvedObject: ObjectReference | None = None
     regarding: ObjectReference | None = None
@@ -77,7 +82,7 @@ class Event(msgspec.Struct):
     reportingInstance: str | None = None
 
 
-class OwnerReference(msgspec.Struct):
+class OwnerReference(_Decoded):
     kind: NonEmpty
     name: NonEmpty
     uid: str = ""
@@ -85,7 +90,7 @@ class OwnerReference(msgspec.Struct):
     controller: bool | None = None
 
 
-class ManagedFieldsEntry(msgspec.Struct):
+class ManagedFieldsEntry(_Decoded):
     manager: str = ""
     time: datetime | None = None
     # Only whether "f:spec" is a key matters. Objects come as dicts (read by orjson), and
@@ -99,7 +104,7 @@ class ObjectMeta(Meta):
     managedFields: list[ManagedFieldsEntry] = []
 
 
-class Object(msgspec.Struct):
+class Object(_Decoded):
     """Any object whose events are traced, or that owns one: a Pod, a ReplicaSet, a Node."""
 
     kind: NonEmpty
