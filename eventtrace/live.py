@@ -33,7 +33,7 @@ from eventtrace.health import HealthServer
 from eventtrace.leader import Leadership
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
-from eventtrace.source.frames import EventFrames
+from eventtrace.source.frames import EventFrames, ObjectFrames
 from eventtrace.source.kube import (
     CORE_EVENTS,
     EVENTS_V1,
@@ -177,11 +177,12 @@ class LiveService:
             Watcher(
                 api,
                 resource,
-                self.resolver.feed(resource.kind, resource.group, ns),
+                self.resolver.feed(resource.kind, resource.group, ns, resource.version),
                 metrics,
                 namespace=ns,
                 timeouts=(settings.watch_timeout, settings.inactivity_timeout),
                 on_forbidden=self.resolver.forbidden,
+                frames=ObjectFrames(),
             )
             for resource in WORKLOADS
             for ns in (namespaces if resource.namespaced else [None])

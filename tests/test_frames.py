@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from test_parse import EVENTS_V1, SCHEDULED_NEW_API_VIA_CORE
 
 import eventtrace
-from eventtrace.core.model import EventState, Rejected
+from eventtrace.core.model import EventState, KubeObject, ObjectRef, Rejected
 from eventtrace.source import frames
-from eventtrace.source.frames import EventFrames, JsonFrames, Undecodable, too_deep
-from eventtrace.source.parse import parse_event
-from eventtrace.source.schema import Event
+from eventtrace.source.frames import EventFrames, JsonFrames, ObjectFrames, Undecodable, too_deep
+from eventtrace.source.parse import parse_event, parse_object
+from eventtrace.source.schema import Event, Object
 
 DEMO = Path(eventtrace.__file__).parent / "demo"
 
@@ -218,3 +218,30 @@ def test_the_depth_read_from_the_bytes_is_the_depth_decoded(value: Any, limit: i
     """Brackets, quotes and backslashes inside strings do not count."""
     data = orjson.dumps(value)
     assert too_deep(data, limit) == (_depth(value) > limit)
+
+
+def test_workload_objects_are_read_as_their_identity_and_owners_only() -> None:
+    """A pod's frame and a page of pods decode into the schema's Object: its spec is never
+    built; list items, which carry no kind, take the watch's when parsed."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": "p1", "resourceVersion": "9",
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                          "name": "web", "uid": "r1", "controller": True}]},
+        "spec": {"containers": [{"name": "app", "image": "nginx", "env": [{"name": "SECRET"}]}]},
+    }  # fmt: skip
+    frames = ObjectFrames()
+    frame = frames.frame(orjson.dumps({"type": "ADDED", "object": pod}))
+    assert isinstance(frame.object, Object) and frame.resource_version == "9"
+    assert not hasattr(frame.object, "spec")
+    item = {key: value for key, value in pod.items() if key not in ("kind", "apiVersion")}
+    page = frames.page(orjson.dumps({"metadata": {"resourceVersion": "10"}, "items": [item]}))
+    (listed,) = page.items
+    parsed = parse_object(listed, "list", kind="Pod", api_version="v1")
+    assert isinstance(parsed, KubeObject)
+    assert (parsed.ref.kind, parsed.ref.api_version, parsed.controller) == (
+        "Pod",
+        "v1",
+        ObjectRef("ReplicaSet", "web", "shop", "r1", "apps/v1"),
+    )

@@ -544,10 +544,6 @@ def test_lax_controller_flags(controller: Any, read: bool) -> None:
             "objects.json:3: ReplicaSet ns/rs: metadata.ownerReferences = null: expected array, got null",
         ),
         (
-            {"managedFields": [{"manager": "a", "fieldsV1": []}]},
-            "objects.json:3: ReplicaSet ns/rs: metadata.managedFields[0].fieldsV1: expected object | null, got array",
-        ),
-        (
             {"managedFields": [{"manager": "a", "time": "x"}]},
             'objects.json:3: ReplicaSet ns/rs: metadata.managedFields[0].time = "x": invalid RFC3339 encoded datetime',
         ),
@@ -561,6 +557,12 @@ def test_bad_objects_are_rejected_with_a_reason(meta: dict[str, Any], expected: 
     result = parse_object(replica_set(**meta), "objects.json:3")
     assert isinstance(result, Rejected) and result.category == "schema"
     assert str(result) == expected
+
+
+def test_a_fields_v1_that_is_no_object_touches_nothing() -> None:
+    """Only the spec manager reads fieldsV1: an odd one costs the object nothing else."""
+    obj = parse_object(replica_set(managedFields=[{"manager": "a", "fieldsV1": []}]), "t")
+    assert isinstance(obj, KubeObject) and obj.spec_manager == ""
 
 
 def test_objects_that_are_not_or_have_no_name() -> None:

@@ -29,7 +29,7 @@ import orjson
 
 from eventtrace.core.model import Rejected
 from eventtrace.source.parse import rejected_event
-from eventtrace.source.schema import Event
+from eventtrace.source.schema import Event, Object
 
 # Far above any real object (they nest < 20 levels; a CRD's schema, ~40), far below where
 # a recursive decoder fails (~1,000).
@@ -353,6 +353,11 @@ class _Page(msgspec.Struct, Generic[_Item]):
     items: list[_Item] | None = None
 
 
+class _ObjectFrame(msgspec.Struct):
+    type: str
+    object: Object
+
+
 _frames = msgspec.json.Decoder(_EventFrame, strict=False)
 _pages = msgspec.json.Decoder(_Page[Event], strict=False)
 # For a page with an item that does not fit: each item decoded on its own.
@@ -404,6 +409,37 @@ class EventFrames:
             except Undecodable as problem:
                 salvaged.invalid.append((position, problem))
         return salvaged
+
+
+_object_frames = msgspec.json.Decoder(_ObjectFrame, strict=False)
+_object_pages = msgspec.json.Decoder(_Page[Object], strict=False)
+
+
+class ObjectFrames:
+    """Workload objects (pods, ReplicaSets, nodes...) as `Object`s: only their identity,
+    owners and field managers are built, never their specs. What does not fit the schema
+    is read as plain JSON, and parse_object says what is wrong with it."""
+
+    def frame(self, line: bytes) -> Frame:
+        problem = _line_problem(line)
+        if problem is not None:
+            return unreadable(line, problem)
+        try:
+            frame = _object_frames.decode(line)
+        except msgspec.DecodeError:  # a ValidationError too: an object that does not fit
+            return _plain_frame(line)
+        if frame.type not in _EVENT_TYPES:
+            return _plain_frame(line)
+        return Frame(frame.type, frame.object, frame.object.metadata.resourceVersion)
+
+    def page(self, body: bytes) -> Page:
+        if too_deep(body):
+            return JsonFrames().page(body)
+        try:
+            page: _Page[Any] = _object_pages.decode(body)
+        except msgspec.DecodeError:  # an item that does not fit, or worse: as plain JSON
+            return JsonFrames().page(body)
+        return Page(page.items or [], page.metadata.continue_token, page.metadata.resourceVersion)
 
 
 def _event(item: bytes, position: int) -> Event | Rejected:

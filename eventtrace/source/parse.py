@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import orjson
 
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
 from eventtrace.core.occurrences import first_occurrence_ns
@@ -165,28 +166,38 @@ def message_was_truncated(state: EventState) -> bool:
     return state.message.endswith(TRUNCATED)
 
 
-def parse_object(raw: Any, where: str, *, kind: str = "") -> KubeObject | Rejected:
-    """An object (from a dump or a watch) reduced to identity, owners and spec manager.
-    `kind` is the list's item kind, for list items, which carry none."""
-    if not isinstance(raw, dict):
+def parse_object(
+    raw: Any, where: str, *, kind: str = "", api_version: str = ""
+) -> KubeObject | Rejected:
+    """An object reduced to identity, owners and spec manager: from a dict (a dump, a
+    GET), or decoded straight from a watch frame or list page (frames.py). `kind` and
+    `api_version` are the list's, for list items, which carry neither."""
+    if isinstance(raw, Object):
+        obj = raw
+    elif isinstance(raw, dict):
+        try:  # through the bytes: the one way into the schema (see ManagedFieldsEntry)
+            obj = _objects.decode(orjson.dumps(raw))
+        except msgspec.ValidationError as error:
+            name = f"{raw.get('kind') or kind or 'object'} {_name_in(raw)}"
+            return Rejected(where, f"{name}: {_problem(error, raw)}", "schema")
+        except (msgspec.DecodeError, orjson.JSONEncodeError) as error:
+            return Rejected(where, f"object {_name_in(raw)}: {error}", "schema")
+    else:
         return Rejected(where, f"expected an object, got {type(raw).__name__}", "not_an_object")
-    if kind and not raw.get("kind"):
-        raw = {**raw, "kind": kind}
-    try:
-        obj = msgspec.convert(raw, Object, strict=False)
-    except msgspec.ValidationError as error:
-        name = f"{raw.get('kind') or 'object'} {_name_in(raw)}"
-        return Rejected(where, f"{name}: {_problem(error, raw)}", "schema")
+    kind = obj.kind or kind
+    if not kind:
+        return Rejected(where, f"object {obj.metadata.name or '(unnamed)'}: kind is missing")
+    api_version = obj.apiVersion or api_version
     meta = obj.metadata
     if not meta.name:
-        return Rejected(where, f"{obj.kind} without metadata.name", "no_name")
+        return Rejected(where, f"{kind} without metadata.name", "no_name")
     return KubeObject(
         ref=ObjectRef(
-            kind=_intern(obj.kind),
+            kind=_intern(kind),
             name=_intern(meta.name),
             namespace=_intern(meta.namespace),
             uid=_intern(meta.uid),
-            api_version=_intern(obj.apiVersion),
+            api_version=_intern(api_version),
         ),
         owners=tuple(
             OwnerRef(
@@ -214,9 +225,21 @@ def _spec_manager(entries: list[ManagedFieldsEntry]) -> str:
     touching = [
         (to_ns(entry.time) if entry.time else 0, position, entry.manager)
         for position, entry in enumerate(entries)
-        if entry.manager and entry.fieldsV1 and "f:spec" in entry.fieldsV1
+        if entry.manager and entry.fieldsV1 and "f:spec" in _top_keys(entry.fieldsV1)
     ]
     return max(touching)[2] if touching else ""
+
+
+_objects = msgspec.json.Decoder(Object, strict=False)
+_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _top_keys(fields: msgspec.Raw) -> dict[str, msgspec.Raw]:
+    """A managedFields entry's fieldsV1, its first level only."""
+    try:
+        return _fields.decode(fields)
+    except msgspec.DecodeError:  # a fieldsV1 that is no object: it touches nothing
+        return {}
 
 
 def rejected_event(raw: Any, where: str, error: msgspec.ValidationError) -> Rejected:

@@ -23,6 +23,7 @@ from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
 from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
 from eventtrace.source.parse import parse_object
+from eventtrace.source.schema import Object
 from eventtrace.source.watch import Item, Listed, Listing
 
 log = logging.getLogger("eventtrace.resolve")
@@ -59,12 +60,18 @@ class Resolver:
 
     # -- objects streaming in from the workload watches --------------------------------
 
-    def feed(self, kind: str, group: str = "", namespace: str | None = None) -> ObjectFeed:
+    def feed(
+        self, kind: str, group: str = "", namespace: str | None = None, version: str = "v1"
+    ) -> ObjectFeed:
         """The handler for one workload watch."""
-        return ObjectFeed(self, kind, group, namespace)
+        return ObjectFeed(self, kind, group, namespace, version)
 
-    def keep(self, raw: dict[str, Any]) -> KubeObject | None:
-        obj = parse_object(raw, "watch")
+    def keep(
+        self, raw: Object | dict[str, Any], kind: str = "", api_version: str = ""
+    ) -> KubeObject | None:
+        """An object from a watch or a list (whose items carry no kind or apiVersion: the
+        watch's), into the index."""
+        obj = parse_object(raw, "watch", kind=kind, api_version=api_version)
         if isinstance(obj, Rejected):
             log.warning("%s", obj)
             self.metrics.invalid_events.labels(reason="object").inc()
@@ -231,11 +238,17 @@ class ObjectFeed:
     never delivered: the uids seen between `Listing` and `Listed` say which."""
 
     def __init__(
-        self, resolver: Resolver, kind: str, group: str = "", namespace: str | None = None
+        self,
+        resolver: Resolver,
+        kind: str,
+        group: str = "",
+        namespace: str | None = None,
+        version: str = "v1",
     ) -> None:
         self.resolver = resolver
         self.kind = kind
         self.group = group
+        self.api_version = f"{group}/{version}" if group else version
         self.namespace = namespace
         self._listed: set[str] | None = None  # uids of the list under way
 
@@ -248,10 +261,8 @@ class ObjectFeed:
         else:
             self.change(item.type, item.object)
 
-    def change(self, change: str, raw: dict[str, Any]) -> None:
-        if not raw.get("kind"):
-            raw["kind"] = self.kind  # list items carry none
-        obj = self.resolver.keep(raw)
+    def change(self, change: str, raw: Object | dict[str, Any]) -> None:
+        obj = self.resolver.keep(raw, self.kind, self.api_version)
         if obj is None:
             return
         if self._listed is not None:

@@ -17,7 +17,7 @@ reads whichever is set. Field names are Kubernetes' own, as the API reference sp
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -93,9 +93,9 @@ class OwnerReference(_Decoded):
 class ManagedFieldsEntry(_Decoded):
     manager: str = ""
     time: datetime | None = None
-    # Only whether "f:spec" is a key matters. Objects come as dicts (read by orjson), and
-    # converting a dict leaves values of type Any as they are: nothing below is copied.
-    fieldsV1: dict[str, Any] | None = None
+    # Only whether "f:spec" is one of its keys matters (parse.py): kept as its JSON, a
+    # tree of every field ever set is never built.
+    fieldsV1: msgspec.Raw = msgspec.Raw()  # null as well as absent: no field
 
 
 class ObjectMeta(Meta):
@@ -107,6 +107,6 @@ class ObjectMeta(Meta):
 class Object(_Decoded):
     """Any object whose events are traced, or that owns one: a Pod, a ReplicaSet, a Node."""
 
-    kind: NonEmpty
     metadata: ObjectMeta
+    kind: str = ""  # list items carry none: then the list's
     apiVersion: str = ""
