@@ -88,20 +88,20 @@ def test_an_owner_cycle_ends_both_walks() -> None:
 
 
 def test_owner_hints_are_forgotten_by_arrival() -> None:
-    """A hint lives as long as events keep naming the child; then it goes, by when it was
-    last named (never by the event's own time): the index does not grow for ever."""
+    """A hint lives as long as events keep naming the child; then it goes, after two
+    housekeeping turns (never by the event's own time): the index does not grow for ever."""
     index = ObjectIndex()
     rs = ObjectRef("ReplicaSet", "web-1", "shop", "rs-uid", "apps/v1")
-    hours = 3600 * 10**9
 
-    def created(pod: str, now: int) -> None:
+    def created(pod: str) -> None:
         event = EventState("e-" + pod, "e", "shop", "SuccessfulCreate", f"Created pod: {pod}",
                            "Normal", rs, 1, 0, 0)  # fmt: skip
-        index.learn_from(event, now)
+        index.learn_from(event)
 
-    created("web-1-a", now=1 * hours)
-    created("web-1-b", now=2 * hours)
-    created("web-1-a", now=3 * hours)  # named again: kept
-    assert index.forget_hints_older_than(2 * hours + 1) == 1
+    created("web-1-a")
+    created("web-1-b")
+    assert index.forget_hints() == 0
+    created("web-1-a")  # named again: kept
+    assert index.forget_hints() == 1
     assert index.hinted_owner(ObjectRef("Pod", "web-1-a", "shop")) == rs
     assert index.hinted_owner(ObjectRef("Pod", "web-1-b", "shop")) is None

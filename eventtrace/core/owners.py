@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from eventtrace.core.model import EventState, KubeObject, ObjectRef
+from eventtrace.core.recent import Recent
 
 
 @dataclass(slots=True)  # made for each link of each chain: not frozen (see model.py)
@@ -47,9 +48,9 @@ class ObjectIndex:
         self._by_key: dict[str, dict[str, dict[str, KubeObject]]] = {}
         self._by_hash: dict[str, KubeObject] = {}  # mirror pods by their config hash
         self._count = 0
-        # child (kind, namespace, name) → (owner, "now" when last named), least recently
-        # named first: forgotten by arrival, as the events that named them are.
-        self._hints: dict[tuple[str, str, str], tuple[ObjectRef, int]] = {}
+        # child (kind, namespace, name) → owner: forgotten by arrival, as the events that
+        # named them are (`turn`).
+        self._hints: Recent[tuple[str, str, str], ObjectRef] = Recent()
 
     def __len__(self) -> int:
         return self._count
@@ -117,35 +118,25 @@ class ObjectIndex:
             return by_name  # known without a uid (a hand-made dump): nothing to tell apart
         return None
 
-    def learn_from(self, event: EventState, now: int = 0) -> None:
+    def learn_from(self, event: EventState) -> None:
         """A controller's message that names a child it made ("Created pod: NAME") tells us
-        the child's owner, for when the child itself can no longer be read. `now` never
-        goes back (wall time live, 0 in a replay)."""
+        the child's owner, for when the child itself can no longer be read."""
         hint = owner_hint(event)
         if hint is None:
             return
         child, owner = hint
-        current = self._hints.pop(child, None)
+        current = self._hints.get(child)
         # Keep the same hint whatever order events come in.
-        if current is not None and (current[0].uid, current[0].name) < (owner.uid, owner.name):
-            owner = current[0]
-        self._hints[child] = (owner, now)
+        if current is None or (owner.uid, owner.name) < (current.uid, current.name):
+            self._hints[child] = owner
 
     def hinted_owner(self, ref: ObjectRef) -> ObjectRef | None:
-        hint = self._hints.get(ref.key)
-        return hint[0] if hint is not None else None
+        return self._hints.get(ref.key)
 
-    def forget_hints_older_than(self, cutoff: int) -> int:
-        """Forget what no event has named since `cutoff` (as `learn_from` was given "now"):
+    def forget_hints(self) -> int:
+        """Forget what no event has named since the last call (the housekeeping's turn):
         the hints are for events, which the API server keeps about an hour."""
-        stale = []
-        for child, (_, named_at) in self._hints.items():
-            if named_at >= cutoff:
-                break  # least recently named first: the rest were named since
-            stale.append(child)
-        for child in stale:
-            del self._hints[child]
-        return len(stale)
+        return len(self._hints.turn())
 
     def unknown_owners(self, involved: ObjectRef) -> list[ObjectRef]:
         """What of the chain of `involved` is not known: the objects `chain` would give as

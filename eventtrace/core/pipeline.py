@@ -40,6 +40,7 @@ class Pipeline:
         "_arrivals",
         "_pending",
         "_settled",
+        "_turned",
         "assembler",
         "index",
         "reorder_window_ns",
@@ -64,6 +65,7 @@ class Pipeline:
         self._pending: list[_Pending] = []
         self._arrivals = 0
         self._settled = 0  # states offered up to this arrival number need not wait
+        self._turned = 0  # "now" when the events' memory last turned
 
     @property
     def pending(self) -> int:
@@ -79,7 +81,12 @@ class Pipeline:
 
     def offer(self, state: EventState, now: int) -> None:
         """An event state arrived. It waits out the reorder window before it counts."""
-        self.index.learn_from(state, now)
+        # The object it is about, as the index already holds it: one reference shared by
+        # all its events while they wait, not one each.
+        known = self.index.find(state.involved)
+        if known is not None and known.ref == state.involved:
+            state.involved = known.ref
+        self.index.learn_from(state)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
 
@@ -124,13 +131,17 @@ class Pipeline:
             yield from self.assembler.close_due(now)
 
     def forget_old_events(self, now: int) -> list[str]:
-        """Forget the events, and the owners their messages named, not seen for
-        EVENT_MEMORY_NS of "now"; the events' uids."""
-        self.index.forget_hints_older_than(now - EVENT_MEMORY_NS)
-        return self.tracker.forget_unseen_since(now - EVENT_MEMORY_NS)
+        """Forget the events, and the owners their messages named, not seen for between
+        half of EVENT_MEMORY_NS and all of it, by arrival ("now" as the caller's clock says,
+        never by the events' own times); the events' uids. Call it every few minutes."""
+        if now - self._turned < EVENT_MEMORY_NS // 2:
+            return []
+        self._turned = now
+        self.index.forget_hints()
+        return self.tracker.turn()
 
     def _process(self, state: EventState, now: int) -> list[Span]:
-        occurrence = self.tracker.observe(state, now)
+        occurrence = self.tracker.observe(state)
         if occurrence is None:
             self.stats.stale += 1
             return []

@@ -96,8 +96,8 @@ def _event_state(event: Event, where: str, max_message_bytes: int) -> EventState
 
     source = event.source or event.deprecatedSource
     host = _intern(source.host) if source else ""
-    # Interned: what many events share (a namespace, a reason, a component, the object
-    # they are about) is then one string, not one per event held for hours.
+    # Interned: what many events share (a namespace, a reason, a component, a kind) is
+    # then one string, not one per event held for hours.
     return EventState(
         uid=meta.uid or f"{meta.namespace}/{meta.name}",
         name=meta.name,
@@ -105,11 +105,12 @@ def _event_state(event: Event, where: str, max_message_bytes: int) -> EventState
         reason=_intern(event.reason or "Unknown"),
         message=bounded(event.message or event.note or "", max_message_bytes),
         type=_intern(event.type or "Normal"),
+        # (The pipeline shares the object's own reference where it knows the object.)
         involved=ObjectRef(
             kind=_intern(involved.kind),
-            name=_intern(involved.name),
+            name=involved.name,
             namespace=_intern(involved.namespace),
-            uid=_intern(involved.uid),
+            uid=involved.uid,
             api_version=_intern(involved.apiVersion),
         ),
         count=count,
@@ -191,21 +192,22 @@ def parse_object(
     meta = obj.metadata
     if not meta.name:
         return Rejected(where, f"{kind} without metadata.name", "no_name")
+    namespace = _intern(meta.namespace)
     return KubeObject(
         ref=ObjectRef(
             kind=_intern(kind),
-            name=_intern(meta.name),
-            namespace=_intern(meta.namespace),
-            uid=_intern(meta.uid),
+            name=meta.name,  # its own: no other object shares it
+            namespace=namespace,
+            uid=meta.uid,
             api_version=_intern(api_version),
         ),
         owners=tuple(
             OwnerRef(
                 ObjectRef(
                     kind=_intern(owner.kind),
-                    name=_intern(owner.name),
+                    name=_intern(owner.name),  # shared with its siblings, and the owner
                     # Owners live in the object's namespace; cluster-scoped ones ignore it.
-                    namespace="" if owner.kind in CLUSTER_SCOPED else _intern(meta.namespace),
+                    namespace="" if owner.kind in CLUSTER_SCOPED else namespace,
                     uid=_intern(owner.uid),
                     api_version=_intern(owner.apiVersion),
                 ),
