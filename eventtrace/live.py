@@ -53,7 +53,6 @@ from eventtrace.state import Progress, StateError, load_progress, open_store
 log = logging.getLogger("eventtrace.run")
 
 TICK_SECONDS = 0.05
-HOUSEKEEPING_SECONDS = 60.0
 QUEUE_SIZE = 2_000  # parsed events waiting for the pump
 CACHE_WAIT_SECONDS = 60.0
 SAVE_SECONDS = 5.0  # the longest a state save may take
@@ -170,7 +169,7 @@ class LiveService:
         self.settings = settings
         self.metrics = metrics
         self.index = ObjectIndex()
-        self.resolver = Resolver(api, self.index, metrics)
+        self.resolver = Resolver(api, self.index, metrics, tombstone_seconds=settings.object_memory)
         namespaces: list[str | None] = list(settings.namespaces) or [None]
         self.namespaces = namespaces
         self.object_watchers = [
@@ -454,7 +453,8 @@ class Term:
             await self.queue.put(item)
 
     async def _pump(self, sink: SpanSink) -> None:
-        next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+        every = self.settings.housekeeping_interval
+        next_housekeeping = time.monotonic() + every
         bursting = False  # a release of over a batch (a re-list), its last batch not sent
         while True:
             await sink.room()  # the exporter is behind: leave events in the queue meanwhile
@@ -478,12 +478,13 @@ class Term:
                 bursting = False
             self._report()
             if time.monotonic() >= next_housekeeping:
-                forgotten = self.pipeline.forget_old_events(now)
+                memory = int(self.settings.event_memory * 1e9)
+                forgotten = self.pipeline.forget_old_events(now, memory)
                 if self.service.store is not None:
                     self.progress.forget(forgotten)
                 self.resolver.sweep()
                 gc.collect()  # the old generation, which the thresholds (cli.py) leave be
-                next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                next_housekeeping = time.monotonic() + every
 
     async def _submit(
         self, pieces: Iterator[list[Span]], sink: SpanSink, deadline: float | None = None

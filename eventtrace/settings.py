@@ -159,6 +159,9 @@ class OperatingSettings:
     log_level: str
     max_message_bytes: int
     unauthorized_timeout: float
+    event_memory: float
+    object_memory: float
+    housekeeping_interval: float
 
 
 # Each group's title, as `eventtrace run --help` and docs/settings.md say it.
@@ -233,6 +236,14 @@ class Settings(BaseSettings):
     # /healthz fails once the API server has refused the credentials this long, so
     # Kubernetes restarts the pod (and it logs in afresh).
     unauthorized_timeout: Seconds = 300.0
+    # What bounds memory over weeks (the housekeeping forgets by arrival, never by the
+    # events' own times): events, and the owners their messages named, are remembered
+    # between half of event_memory and all of it after they last arrived (the API server
+    # keeps events an hour); deleted objects stay object_memory as tombstones for late
+    # events.
+    event_memory: Seconds = 3 * 3600.0
+    object_memory: Seconds = 3600.0
+    housekeeping_interval: Seconds = 60.0
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -18,8 +18,6 @@ from eventtrace.core.occurrences import OccurrenceTracker
 from eventtrace.core.owners import ObjectIndex
 
 _SECOND = 1_000_000_000
-# Events live about an hour in the API server; remember counts well past that.
-EVENT_MEMORY_NS = 3 * 3600 * _SECOND
 
 
 # What waits in the reorder window: (*state.sort_key, arrival number, arrival time, state).
@@ -130,11 +128,11 @@ class Pipeline:
         elif now is not None:
             yield from self.assembler.close_due(now)
 
-    def forget_old_events(self, now: int) -> list[str]:
+    def forget_old_events(self, now: int, memory_ns: int) -> list[str]:
         """Forget the events, and the owners their messages named, not seen for between
-        half of EVENT_MEMORY_NS and all of it, by arrival ("now" as the caller's clock says,
-        never by the events' own times); the events' uids. Call it every few minutes."""
-        if now - self._turned < EVENT_MEMORY_NS // 2:
+        half of `memory_ns` and all of it, by arrival ("now" as the caller's clock says,
+        never by the events' own times); the events' uids. Call it often."""
+        if now - self._turned < memory_ns // 2:
             return []
         self._turned = now
         self.index.forget_hints()

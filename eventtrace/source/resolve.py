@@ -36,9 +36,16 @@ FORBIDDEN_SECONDS = 600.0  # a 403 is believed this long (as the watches' longes
 
 class Resolver:
     def __init__(
-        self, api: KubeApi, index: ObjectIndex, metrics: Metrics, *, workers: int = 4
+        self,
+        api: KubeApi,
+        index: ObjectIndex,
+        metrics: Metrics,
+        *,
+        workers: int = 4,
+        tombstone_seconds: float = TOMBSTONE_SECONDS,
     ) -> None:
         self.api = api
+        self.tombstone_seconds = tombstone_seconds
         self.index = index
         self.metrics = metrics
         self._workers = workers
@@ -79,9 +86,10 @@ class Resolver:
         self.index.put(obj)
         return obj
 
-    def bury(self, obj: KubeObject, seconds: float = TOMBSTONE_SECONDS) -> None:
+    def bury(self, obj: KubeObject, seconds: float | None = None) -> None:
         """Keep `obj` for late events, then forget it. Once: a second burial (a re-list
         that again lacks a tombstone) changes nothing."""
+        seconds = self.tombstone_seconds if seconds is None else seconds
         if id(obj) in self._buried:  # ids are unique while the heap holds the objects
             return
         self._buried.add(id(obj))
