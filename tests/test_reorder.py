@@ -45,3 +45,17 @@ def test_a_state_after_the_settle_still_waits_and_holds_back_later_ones() -> Non
     assert released(pipeline, 5 * S) == []
     assert released(pipeline, 6 * S) == ["watched-early", "listed-late"]
     assert pipeline.pending == 0
+
+
+def test_events_always_arriving_with_old_times_hold_nothing_back_for_ever() -> None:
+    """A node clock hours behind: its events are the earliest, and one has always just
+    arrived. What arrived first still goes within twice the window."""
+    pipeline = Pipeline(RULES, WINDOW)
+    pipeline.offer(pulled("ordinary", at=3600), now=0)
+    out: list[str] = []
+    for second in range(1, 30):  # one behind-the-clock event a second
+        pipeline.offer(pulled(f"behind-{second}", at=second), now=second * S)
+        out += released(pipeline, second * S)
+    assert "ordinary" in out
+    assert out.index("ordinary") <= 2 * WINDOW // S
+    assert pipeline.pending < 2 * WINDOW // S + 1

@@ -8,6 +8,7 @@ assembler. `run` and `replay` drive the same object; only where "now" comes from
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +37,11 @@ class PipelineStats:
 class Pipeline:
     __slots__ = (
         "_arrivals",
+        "_done",
         "_pending",
         "_settled",
         "_turned",
+        "_waiting",
         "assembler",
         "index",
         "reorder_window_ns",
@@ -61,6 +64,10 @@ class Pipeline:
         self.assembler = assembler if assembler is not None else Assembler(rules)
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
+        # (arrival number, arrival time) of what is pending, in arrival order, and the
+        # arrival numbers processed since (taken off its front lazily): the oldest arrival.
+        self._waiting: deque[tuple[int, int]] = deque()
+        self._done: set[int] = set()
         self._arrivals = 0
         self._settled = 0  # states offered up to this arrival number need not wait
         self._turned = 0  # "now" when the events' memory last turned
@@ -87,6 +94,7 @@ class Pipeline:
         self.index.learn_from(state)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
+        self._waiting.append((self._arrivals, now))
 
     def settle(self, through: int) -> None:
         """The states offered up to arrival number `through` are all there is before them
@@ -99,13 +107,36 @@ class Pipeline:
         """Process what has waited out the window (or been settled), in occurrence-time
         order, then close what is due by `now`.
 
+        The earliest state goes once it has waited the window itself, or once the state
+        that arrived first has waited twice the window: events that keep arriving with
+        old times (a node clock hours behind) are always the earliest and always just
+        arrived, and would otherwise hold everything back for ever.
+
         Lazily, one list of spans per state or closed episode: a caller may wait (for
         room to export) between two lists, and nothing is half done meanwhile."""
         pending = self._pending
         waited, settled = now - self.reorder_window_ns, self._settled
-        while pending and (pending[0][-2] <= waited or pending[0][-3] <= settled):
-            yield self._process(heapq.heappop(pending)[-1], now)
+        overdue = waited - self.reorder_window_ns
+        while pending and (
+            pending[0][-2] <= waited
+            or pending[0][-3] <= settled
+            or self._first_arrival() <= overdue
+        ):
+            yield self._process(self._pop(), now)
         yield from self.assembler.close_due(now)
+
+    def _first_arrival(self) -> int:
+        """When the state pending longest arrived."""
+        waiting, done = self._waiting, self._done
+        while waiting[0][0] in done:
+            done.discard(waiting.popleft()[0])
+        return waiting[0][1]
+
+    def _pop(self) -> EventState:
+        entry = heapq.heappop(self._pending)
+        self._done.add(entry[-3])
+        state: EventState = entry[-1]
+        return state
 
     def drain(self, now: int | None = None, *, close: bool = True) -> Iterator[list[Span]]:
         """Process everything pending and close every episode (shutdown, end of replay),
@@ -117,7 +148,7 @@ class Pipeline:
         pending = self._pending
         processed = 0
         while pending:
-            state = heapq.heappop(pending)[-1]
+            state = self._pop()
             clock = state.last_ns if now is None else now
             yield self._process(state, clock)
             processed += 1
