@@ -471,7 +471,9 @@ class Term:
             if self._to_settle is not None and not self.resolver.busy:
                 self.pipeline.settle(self._to_settle)
                 self._to_settle = None
-            released = await self._submit(self.pipeline.release(now), sink)
+            released = await self._submit(
+                self.pipeline.release(now, listing=bool(self._listing)), sink
+            )
             bursting = bursting or released > self.settings.export_batch_size
             if bursting and not self.pipeline.pending and self.queue.empty():
                 sink.send_now()  # a burst's last, partial batch has no company coming

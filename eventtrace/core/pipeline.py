@@ -103,14 +103,16 @@ class Pipeline:
         offered after them still wait, and one of those due earlier holds them back."""
         self._settled = max(self._settled, through)
 
-    def release(self, now: int) -> Iterator[list[Span]]:
+    def release(self, now: int, *, listing: bool = False) -> Iterator[list[Span]]:
         """Process what has waited out the window (or been settled), in occurrence-time
         order, then close what is due by `now`.
 
         The earliest state goes once it has waited the window itself, or once the state
         that arrived first has waited twice the window: events that keep arriving with
         old times (a node clock hours behind) are always the earliest and always just
-        arrived, and would otherwise hold everything back for ever.
+        arrived, and would otherwise hold everything back for ever. Not while a list is
+        being taken in (`listing`): its states arrive in no order of time, and wait for
+        it to be complete (`settle`) to go in order.
 
         Lazily, one list of spans per state or closed episode: a caller may wait (for
         room to export) between two lists, and nothing is half done meanwhile."""
@@ -120,7 +122,7 @@ class Pipeline:
         while pending and (
             pending[0][-2] <= waited
             or pending[0][-3] <= settled
-            or self._first_arrival() <= overdue
+            or (not listing and self._first_arrival() <= overdue)
         ):
             yield self._process(self._pop(), now)
         yield from self.assembler.close_due(now)
