@@ -38,10 +38,11 @@ class Pipeline:
     __slots__ = (
         "_arrivals",
         "_done",
+        "_marks",
+        "_oldest",
         "_pending",
         "_settled",
         "_turned",
-        "_waiting",
         "assembler",
         "index",
         "reorder_window_ns",
@@ -64,10 +65,12 @@ class Pipeline:
         self.assembler = assembler if assembler is not None else Assembler(rules)
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
-        # (arrival number, arrival time) of what is pending, in arrival order, and the
-        # arrival numbers processed since (taken off its front lazily): the oldest arrival.
-        self._waiting: deque[tuple[int, int]] = deque()
+        # The oldest arrival still pending, without an entry a state: the lowest arrival
+        # number not yet processed (and those processed out of arrival order, above it),
+        # and (first arrival number, time) each time "now" moved on.
+        self._oldest = 1
         self._done: set[int] = set()
+        self._marks: deque[tuple[int, int]] = deque()
         self._arrivals = 0
         self._settled = 0  # states offered up to this arrival number need not wait
         self._turned = 0  # "now" when the events' memory last turned
@@ -94,7 +97,8 @@ class Pipeline:
         self.index.learn_from(state)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
-        self._waiting.append((self._arrivals, now))
+        if not self._marks or self._marks[-1][1] != now:
+            self._marks.append((self._arrivals, now))
 
     def settle(self, through: int) -> None:
         """The states offered up to arrival number `through` are all there is before them
@@ -129,16 +133,23 @@ class Pipeline:
 
     def _first_arrival(self) -> int:
         """When the state pending longest arrived."""
-        waiting, done = self._waiting, self._done
-        while waiting[0][0] in done:
-            done.discard(waiting.popleft()[0])
-        return waiting[0][1]
+        marks = self._marks
+        while len(marks) > 1 and marks[1][0] <= self._oldest:
+            marks.popleft()
+        return marks[0][1]
 
     def _pop(self) -> EventState:
         entry = heapq.heappop(self._pending)
-        self._done.add(entry[-3])
-        state: EventState = entry[-1]
-        return state
+        arrival, state = entry[-3], entry[-1]
+        if arrival == self._oldest:
+            self._oldest += 1
+            while self._oldest in self._done:
+                self._done.remove(self._oldest)
+                self._oldest += 1
+        else:
+            self._done.add(arrival)
+        processed: EventState = state
+        return processed
 
     def drain(self, now: int | None = None, *, close: bool = True) -> Iterator[list[Span]]:
         """Process everything pending and close every episode (shutdown, end of replay),
