@@ -371,16 +371,7 @@ class EventFrames:
     """Events as `Event`s where they fit the schema (see the module docstring)."""
 
     def frame(self, line: bytes) -> Frame:
-        problem = _line_problem(line)
-        if problem is not None:
-            return unreadable(line, problem)
-        try:
-            frame = _frames.decode(line)
-        except msgspec.DecodeError:  # a ValidationError too: not an event that fits
-            return _plain_frame(line)
-        if frame.type not in _EVENT_TYPES:
-            return _plain_frame(line)
-        return Frame(frame.type, frame.object, frame.object.metadata.resourceVersion)
+        return _typed_frame(line, _frames)
 
     def page(self, body: bytes) -> Page:
         if too_deep(body):
@@ -421,16 +412,7 @@ class ObjectFrames:
     is read as plain JSON, and parse_object says what is wrong with it."""
 
     def frame(self, line: bytes) -> Frame:
-        problem = _line_problem(line)
-        if problem is not None:
-            return unreadable(line, problem)
-        try:
-            frame = _object_frames.decode(line)
-        except msgspec.DecodeError:  # a ValidationError too: an object that does not fit
-            return _plain_frame(line)
-        if frame.type not in _EVENT_TYPES:
-            return _plain_frame(line)
-        return Frame(frame.type, frame.object, frame.object.metadata.resourceVersion)
+        return _typed_frame(line, _object_frames)
 
     def page(self, body: bytes) -> Page:
         if too_deep(body):
@@ -440,6 +422,21 @@ class ObjectFrames:
         except msgspec.DecodeError:  # an item that does not fit, or worse: as plain JSON
             return JsonFrames().page(body)
         return Page(page.items or [], page.metadata.continue_token, page.metadata.resourceVersion)
+
+
+def _typed_frame(line: bytes, decoder: msgspec.json.Decoder[Any]) -> Frame:
+    """A watch line decoded into the schema, or as plain JSON where it does not fit (a
+    BOOKMARK, an ERROR, an object with an odd field)."""
+    problem = _line_problem(line)
+    if problem is not None:
+        return unreadable(line, problem)
+    try:
+        frame = decoder.decode(line)
+    except msgspec.DecodeError:  # a ValidationError too: it does not fit the schema
+        return _plain_frame(line)
+    if frame.type not in _EVENT_TYPES:
+        return _plain_frame(line)
+    return Frame(frame.type, frame.object, frame.object.metadata.resourceVersion)
 
 
 def _event(item: bytes, position: int) -> Event | Rejected:
