@@ -38,6 +38,7 @@ from eventtrace.export import burst_piece, open_sink
 from eventtrace.export.console import Style, plural, render_trace, style_for
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
+from eventtrace.source.discovery import Discovery, TargetError, split_target
 from eventtrace.source.frames import JsonFrames
 from eventtrace.source.kube import (
     CORE_EVENTS,
@@ -54,7 +55,6 @@ from eventtrace.source.kube import (
     load_client,
 )
 from eventtrace.source.parse import parse_event, parse_object
-from eventtrace.source.targets import Discovery, TargetError, split_target
 
 log = logging.getLogger("eventtrace.tree")
 

@@ -18,9 +18,6 @@ from eventtrace.core.model import EventState, KubeObject, Span
 from eventtrace.core.occurrences import OccurrenceTracker
 from eventtrace.core.owners import ObjectIndex
 
-_SECOND = 1_000_000_000
-
-
 # What waits in the reorder window: (*state.sort_key, arrival number, arrival time, state).
 # One flat tuple, so the heap compares in C and a waiting event costs one tuple; the
 # arrival number only orders states whose sort keys are equal (the same version of the

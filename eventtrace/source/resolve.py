@@ -21,6 +21,7 @@ from typing import Any
 from eventtrace.core.model import KubeObject, ObjectRef, Rejected
 from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
+from eventtrace.source.discovery import Discovery
 from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
 from eventtrace.source.parse import parse_object
 from eventtrace.source.schema import Object
@@ -56,7 +57,7 @@ class Resolver:
         self._expiring: list[tuple[float, int, KubeObject]] = []
         self._buried: set[int] = set()  # id() of what _expiring holds
         self._order = itertools.count()
-        self._resources: dict[str, dict[str, Resource] | None] = {}
+        self.discovery = Discovery(api)  # the resources that serve owners' kinds, read once
         # Resources RBAC keeps us from reading, by (API group, kind): until when (monotonic)
         # that is believed; and those said so (once, until allowed again).
         self._forbidden: dict[tuple[str, str], float] = {}
@@ -225,19 +226,11 @@ class Resolver:
 
     async def _resource_for(self, ref: ObjectRef) -> Resource | None:
         """Discovery: which resource (plural) serves this kind in this group/version."""
-        api_version = ref.api_version or "v1"
-        if api_version not in self._resources:
-            path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
-            try:
-                listing = await self.api.get(path)
-            except (ApiError, *TRANSPORT_ERRORS) as error:
-                log.debug("discovery of %s failed: %s", api_version, error)
-                if isinstance(error, ApiError) and error.status == 404:
-                    self._resources[api_version] = None
-                return None
-            self._resources[api_version] = _resources_in(api_version, listing)
-        kinds = self._resources[api_version]
-        return kinds.get(ref.kind) if kinds else None
+        try:
+            return await self.discovery.for_kind(ref.api_version, ref.kind)
+        except ApiError as error:  # discovery itself refused (401, 403)
+            log.debug("discovery of %s failed: %s", ref.api_version or "v1", error)
+            return None
 
 
 class ObjectFeed:
@@ -289,15 +282,3 @@ class ObjectFeed:
                 and ref.api_version.rpartition("/")[0] == self.group
             ):
                 self.resolver.bury(obj)
-
-
-def _resources_in(api_version: str, listing: Any) -> dict[str, Resource]:
-    group, _, version = api_version.rpartition("/")
-    found: dict[str, Resource] = {}
-    for item in (listing or {}).get("resources") or []:
-        name = str(item.get("name") or "")
-        kind = str(item.get("kind") or "")
-        if not name or "/" in name or not kind:
-            continue  # subresources like pods/log
-        found.setdefault(kind, Resource(group, version, name, kind, bool(item.get("namespaced"))))
-    return found

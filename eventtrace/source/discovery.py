@@ -1,7 +1,9 @@
-"""What a kubectl user names: `deploy/redis`, `sts web`, `rollouts.argoproj.io/demo`.
+"""The API server's resources, as its discovery documents list them: which resource serves
+a kind (an owner reference's, for owner lookups), and what a kubectl user names
+(`deploy/redis`, `sts web`, `rollouts.argoproj.io/demo`, for `tree`).
 
-The resource type is found as kubectl finds it, through the API server's discovery
-documents (custom resources included): by plural, singular name, kind or short name,
+A resource type is found as kubectl finds it (custom resources included): by plural,
+singular name, kind or short name,
 optionally qualified by its group (`deployments.apps`) or version and group
 (`deployments.v1.apps`). The core group wins a name several groups serve (`events`), then
 the groups in the order the server lists them.
@@ -16,7 +18,7 @@ from typing import Any
 
 from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
 
-log = logging.getLogger("eventtrace.targets")
+log = logging.getLogger("eventtrace.discovery")
 
 
 class TargetError(Exception):
