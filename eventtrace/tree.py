@@ -39,7 +39,7 @@ from eventtrace.export.console import Style, plural, render_trace, style_for
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 from eventtrace.source.discovery import Discovery, TargetError, split_target
-from eventtrace.source.frames import JsonFrames
+from eventtrace.source.frames import METADATA, JsonFrames
 from eventtrace.source.kube import (
     CORE_EVENTS,
     TRANSPORT_ERRORS,
@@ -300,7 +300,7 @@ class Collector:
     async def collect(self) -> None:
         target = self.target
         if target.raw is not None:
-            obj = self.keep(target.raw, target.resource.kind)
+            obj = self.keep(target.raw, target.resource)
             if obj is not None:
                 await self.resolve(obj.ref)  # its owners, up to the root of its traces
             await self.descendants(target.raw)
@@ -419,8 +419,8 @@ class Collector:
 
     # -- objects ----------------------------------------------------------------------------
 
-    def keep(self, raw: dict[str, Any], kind: str) -> KubeObject | None:
-        obj = parse_object(raw, "get", kind=kind)
+    def keep(self, raw: dict[str, Any], resource: Resource) -> KubeObject | None:
+        obj = parse_object(raw, "get", kind=resource.kind, api_version=resource.api_version)
         if isinstance(obj, Rejected):
             log.warning("%s", obj)
             return None
@@ -448,7 +448,8 @@ class Collector:
             return
         try:
             async with self._requests:
-                raw = await self.api.get(resource.item(ref.namespace, ref.name))
+                item = resource.item(ref.namespace, ref.name)
+                raw = await self.api.get(item, accept=METADATA)  # an owner: its metadata
         except ApiError as error:
             self.missing.add(ref.key)
             if error.status == 403:
@@ -458,7 +459,7 @@ class Collector:
             log.debug("GET %s/%s failed: %s", resource.label, ref.name, error)
             self.missing.add(ref.key)  # not asked again: one object is not worth a wait
             return
-        obj = self.keep(raw, resource.kind)
+        obj = self.keep(raw, resource)
         if obj is None or (ref.uid and obj.ref.uid != ref.uid and ref.uid != ref.name):
             self.missing.add(ref.key)  # another object of that name: the one meant is gone
 

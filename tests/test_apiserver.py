@@ -23,6 +23,7 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from eventtrace.source.frames import METADATA, METADATA_LIST
 from support.apiserver import ApiServer, make_event, object_reference, unreachable_url
 
 KUBECTL = shutil.which("kubectl")
@@ -637,6 +638,94 @@ async def test_get_of_a_missing_object_is_a_404_status(apiserver: ApiServer) -> 
     }
     assert deployment_body["message"] == 'deployments.apps "x" not found'
     assert deployment_body["details"] == {"name": "x", "group": "apps", "kind": "deployments"}
+
+
+# What client-go's metadata client sends (k8s.io/client-go/metadata), protobuf first.
+CLIENT_GO_METADATA_LIST = (
+    "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+)
+
+
+def secret_pod(name: str) -> dict[str, Any]:
+    body = pod(
+        name,
+        labels={"app": "web"},
+        ownerReferences=[
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "web-1",
+                "uid": "rs-uid",
+                "controller": True,
+            }
+        ],
+    )
+    body["spec"] = {
+        "containers": [{"name": "app", "env": [{"name": "PASSWORD", "value": "hunter2"}]}]
+    }
+    return body
+
+
+async def test_metadata_only_reads_answer_partial_object_metadata(apiserver: ApiServer) -> None:
+    stored = apiserver.create(secret_pod("web-1-a"))
+    apiserver.create(secret_pod("web-1-b"))
+    rv = apiserver.resource_version
+    async with raw_session(apiserver) as session:
+        listing = {"Accept": CLIENT_GO_METADATA_LIST}
+        async with session.get("/api/v1/pods?limit=1", headers=listing) as response:
+            first = await response.json()
+        token = first["metadata"]["continue"]
+        async with session.get(f"/api/v1/pods?limit=1&continue={token}", headers=listing) as r:
+            second = await r.json()
+        single = {"Accept": METADATA}
+        async with session.get("/api/v1/namespaces/default/pods/web-1-a", headers=single) as r:
+            got = await r.json()
+        watch = await session.get(
+            f"/api/v1/pods?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=2",
+            headers=single,
+        )
+        await apiserver.wait_for_watches("pods")
+        apiserver.delete("pods", "web-1-b", "default")
+        assert apiserver.bookmark() == 1
+        frames = await read_frames(watch)
+    assert (first["kind"], first["apiVersion"]) == ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    items = first["items"] + second["items"]
+    assert [item["metadata"]["name"] for item in items] == ["web-1-a", "web-1-b"]
+    for item in items + [got] + [frame["object"] for frame in frames]:
+        assert (item["kind"], item["apiVersion"]) == ("PartialObjectMetadata", "meta.k8s.io/v1")
+        assert set(item) == {"kind", "apiVersion", "metadata"}  # no spec, no status
+        assert b"hunter2" not in orjson.dumps(item)
+    assert got["metadata"] == stored["metadata"]  # all of it: owners, managers, labels
+    assert [frame["type"] for frame in frames] == ["DELETED", "BOOKMARK"]
+
+
+async def test_accept_is_negotiated_clause_by_clause(apiserver: ApiServer) -> None:
+    apiserver.create(pod("web-0"))
+    cases = {
+        # list kind for a single object, single kind for a list: 406, as the real server
+        ("/api/v1/pods", METADATA): 406,
+        ("/api/v1/namespaces/default/pods/web-0", METADATA_LIST): 406,
+        ("/api/v1/pods?watch=1&timeoutSeconds=1", METADATA_LIST): 406,
+        ("/api/v1/pods", "application/vnd.kubernetes.protobuf"): 406,  # JSON only here
+        ("/api/v1/pods", "application/vnd.kubernetes.protobuf, application/json"): 200,
+        ("/api/v1/pods", "application/yaml, */*;q=0.5"): 200,
+        # by q first: the plain JSON is preferred here
+        (
+            "/api/v1/pods",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1;q=0.5"
+            ", application/json",
+        ): 200,
+    }
+    async with raw_session(apiserver) as session:
+        for (path, accept), expected in cases.items():
+            async with session.get(path, headers={"Accept": accept}) as response:
+                body = await response.json()
+                assert response.status == expected, (path, accept, body)
+            if expected == 406:
+                assert (body["kind"], body["reason"]) == ("Status", "NotAcceptable")
+            else:
+                assert body["kind"] == "PodList"
 
 
 async def test_writes_through_the_api(apiserver: ApiServer) -> None:

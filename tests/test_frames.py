@@ -245,3 +245,26 @@ def test_workload_objects_are_read_as_their_identity_and_owners_only() -> None:
         "v1",
         ObjectRef("ReplicaSet", "web", "shop", "r1", "apps/v1"),
     )
+
+
+def test_a_pod_as_metadata_only_is_the_same_object_as_the_whole_pod() -> None:
+    """The API server answers ObjectFrames' Accept with PartialObjectMetadata, or, where it
+    cannot (an aggregated API), the whole object: both parse to the same KubeObject, with
+    the kind and apiVersion of the watch, never meta.k8s.io's."""
+    meta = {"name": "web-1", "namespace": "shop", "uid": "p1", "resourceVersion": "9",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                 "name": "web", "uid": "r1", "controller": True}]}  # fmt: skip
+    whole = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": {"containers": []}}
+    partial = {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": meta}
+    frames = ObjectFrames()
+    parsed = []
+    for body in (whole, partial):
+        frame = frames.frame(orjson.dumps({"type": "MODIFIED", "object": body}))
+        page = frames.page(orjson.dumps({"metadata": {}, "items": [body]}))
+        for read in (frame.object, page.items[0]):
+            parsed.append(parse_object(read, "watch", kind="Pod", api_version="v1"))
+    assert all(obj == parsed[0] for obj in parsed)
+    assert isinstance(parsed[0], KubeObject)
+    assert (parsed[0].ref.kind, parsed[0].ref.api_version) == ("Pod", "v1")
+    # Without the watch's kind, a partial object cannot say what it is.
+    assert isinstance(parse_object(partial, "get"), Rejected)

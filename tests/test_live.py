@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from eventtrace.source.frames import METADATA, METADATA_LIST
 from support.apiserver import ApiServer, make_event, object_reference, unreachable_url
 from support.live import Live, free_port
 from support.otlp_receiver import ReceivedSpan
@@ -166,6 +167,34 @@ async def test_a_rollout_created_live_with_objects_after_their_events(apiserver,
     assert pulling_span.attributes["k8s.node.name"] == "node-a"
     assert pulling_span.attributes["k8s.object.fieldpath"] == "spec.containers{app}"
     assert_exactly_once(spans, {uid(e): 1 for e in (scale, create, sched, pulling)})
+
+
+async def test_workload_objects_are_read_as_metadata_only(apiserver, start_run) -> None:
+    """Owner chains need metadata only: pods and their owners are asked for as the API
+    server's PartialObjectMetadata, so a pod's spec (a secret in an env var, say) is never
+    sent to eventtrace; the chains resolve from the listed and the watched objects alike."""
+    api: ApiServer = apiserver
+    deploy = api.create(deployment("web"))
+    rs = api.create(replicaset("web-5d8b", deploy))
+    secret = {"containers": [{"name": "app", "env": [{"name": "PASSWORD", "value": "hunter2"}]}]}
+    listed = api.create({**pod("web-5d8b-x1", rs), "spec": secret})
+    live = await start_run()
+    watched = api.create({**pod("web-5d8b-x2", rs), "spec": secret})
+    events = [kubelet(api, p, "Pulling", 'Pulling image "nginx"') for p in (listed, watched)]
+    await settle(live, 2)
+    assert (await live.stop())[0] == 0
+    spans = live.receiver.spans
+    for name in ("pod/web-5d8b-x1", "pod/web-5d8b-x2"):
+        assert parent_of(spans, one(spans, name)) == one(spans, "replicaset/web-5d8b")
+    assert one(spans, "deployment/web").resource["service.name"] == "kubectl-client-side-apply"
+    assert_exactly_once(spans, {uid(e): 1 for e in events})
+    asked = {(r.resource, r.verb, r.accept) for r in api.requests.matching() if r.resource}
+    for resource in ("pods", "replicasets", "deployments", "nodes"):
+        assert {(verb, accept) for name, verb, accept in asked if name == resource} == {
+            ("list", METADATA_LIST),
+            ("watch", METADATA),
+        }
+    assert {accept for name, _, accept in asked if name == "events"} == {"application/json"}
 
 
 async def test_count_bumps_arriving_as_modified_become_one_span_each(apiserver, start_run) -> None:

@@ -38,6 +38,15 @@ MAX_DEPTH = 100
 # ~1.5 MiB in etcd; its JSON with escapes fits well within this.
 MAX_BYTES = 2**25
 
+# What a read asks for (its Accept header). Owner resolution needs an object's metadata
+# only, so workload objects are asked for as the API server's PartialObjectMetadata: their
+# specs (and the secrets put in env vars) never reach this process. A server that cannot
+# (an aggregated API) answers the plain JSON that follows, which the schema reads as well.
+# A list asks for the list kind, a GET and a watch for the single one.
+JSON = "application/json"
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+
 
 class Undecodable(ValueError):
     """Bytes that were not, or could not be, decoded. `reason` is a metric label:
@@ -67,6 +76,11 @@ class Page:
 
 
 class Frames(Protocol):
+    """How one resource's list pages and watch lines are asked for, and read."""
+
+    list_accept: str
+    watch_accept: str
+
     def frame(self, line: bytes) -> Frame: ...
 
     def page(self, body: bytes) -> Page: ...
@@ -309,6 +323,8 @@ def _plain_item(data: bytes, position: int) -> dict[str, Any]:
 class JsonFrames:
     """Any resource, as plain dicts."""
 
+    list_accept = watch_accept = JSON
+
     def frame(self, line: bytes) -> Frame:
         problem = _line_problem(line)
         return unreadable(line, problem) if problem is not None else _plain_frame(line)
@@ -370,6 +386,8 @@ _EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 class EventFrames:
     """Events as `Event`s where they fit the schema (see the module docstring)."""
 
+    list_accept = watch_accept = JSON
+
     def frame(self, line: bytes) -> Frame:
         return _typed_frame(line, _frames)
 
@@ -409,7 +427,12 @@ _object_pages = msgspec.json.Decoder(_Page[Object], strict=False)
 class ObjectFrames:
     """Workload objects (pods, ReplicaSets, nodes...) as `Object`s: only their identity,
     owners and field managers are built, never their specs. What does not fit the schema
-    is read as plain JSON, and parse_object says what is wrong with it."""
+    is read as plain JSON, and parse_object says what is wrong with it. Asked for as
+    metadata only (their kind then `PartialObjectMetadata`, which parse_object replaces by
+    the watch's)."""
+
+    list_accept = METADATA_LIST
+    watch_accept = METADATA
 
     def frame(self, line: bytes) -> Frame:
         return _typed_frame(line, _object_frames)

@@ -34,7 +34,7 @@ from kubernetes_asyncio.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
 from yarl import URL
 
 from eventtrace.source.files import load_yaml
-from eventtrace.source.frames import MAX_BYTES, Undecodable, loads, split_list
+from eventtrace.source.frames import JSON, MAX_BYTES, Undecodable, loads, split_list
 
 log = logging.getLogger("eventtrace.kube")
 
@@ -366,11 +366,13 @@ class KubeApi:
     def server(self) -> str:
         return str(self.client.configuration.host)
 
-    async def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+    async def get(
+        self, path: str, query: dict[str, str] | None = None, *, accept: str = JSON
+    ) -> Any:
         """The decoded body of a successful GET; UnreadableResponse if it cannot be. Of a
         list, the items that cannot be decoded are left out (and logged): one bad object
         does not make a list unusable (watch.py counts them, reading pages itself)."""
-        body = await self.get_bytes(path, query)
+        body = await self.get_bytes(path, query, accept=accept)
         try:
             return loads(body, bounded=False)
         except Undecodable as problem:
@@ -387,9 +389,11 @@ class KubeApi:
                 log.debug("GET %s: left out item %d: %s", path, position, skipped.detail)
         return top
 
-    async def get_bytes(self, path: str, query: dict[str, str] | None = None) -> bytes:
+    async def get_bytes(
+        self, path: str, query: dict[str, str] | None = None, *, accept: str = JSON
+    ) -> bytes:
         """The body of a successful GET, as bytes: the caller reads it (see frames.py)."""
-        response = await self._request(path, query, self._timeout)
+        response = await self._request(path, query, accept, self._timeout)
         try:
             body = await response.read()
             if response.status >= 400:
@@ -399,14 +403,20 @@ class KubeApi:
             response.release()
 
     async def stream(
-        self, path: str, query: dict[str, str], *, inactivity: float, deadline: float
+        self,
+        path: str,
+        query: dict[str, str],
+        *,
+        inactivity: float,
+        deadline: float,
+        accept: str = JSON,
     ) -> AsyncIterator[list[bytes]]:
         """The lines of a watch response, as they arrive, in batches: first an empty batch
         once the server has accepted the watch, then the whole lines each read brought."""
         # aiohttp's sock_read watches for silence per read of the socket, which costs
         # nothing per line (a timeout around each readline costs a timer per event).
         timeout = aiohttp.ClientTimeout(total=deadline, sock_connect=30, sock_read=inactivity)
-        response = await self._request(path, query, timeout)
+        response = await self._request(path, query, accept, timeout)
         try:
             if response.status >= 400:
                 raise _api_error(response, await response.read())
@@ -460,18 +470,22 @@ class KubeApi:
         await self.client.close()
 
     async def _request(
-        self, path: str, query: dict[str, str] | None, limits: aiohttp.ClientTimeout
+        self,
+        path: str,
+        query: dict[str, str] | None,
+        accept: str,
+        limits: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         """One request; on a 401, once more if the credentials, read again, changed."""
         expires = self.credentials.expires if self.credentials is not None else None
         if expires is not None and time.time() >= expires - EXPIRY_MARGIN_SECONDS:
             await self._read_credentials(self._token())  # before they expire
         token = self._token()
-        response = await self._send(path, query, limits)
+        response = await self._send(path, query, accept, limits)
         retry = response.status == 401 and self.credentials is not None
         if retry and await self._read_credentials(token):
             response.release()
-            response = await self._send(path, query, limits)
+            response = await self._send(path, query, accept, limits)
         if response.status != 401:
             self.unauthorized_since = None
         elif self.unauthorized_since is None:
@@ -479,13 +493,17 @@ class KubeApi:
         return response
 
     async def _send(
-        self, path: str, query: dict[str, str] | None, limits: aiohttp.ClientTimeout
+        self,
+        path: str,
+        query: dict[str, str] | None,
+        accept: str,
+        limits: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
         response: aiohttp.ClientResponse = await self.client.call_api(
             path,
             "GET",
             query_params=list((query or {}).items()),
-            header_params={"Accept": "application/json"},
+            header_params={"Accept": accept},
             auth_settings=["BearerToken"],
             _preload_content=False,
             _request_timeout=limits,

@@ -27,6 +27,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _intern = sys.intern
 # A mirror pod's annotation naming its static pod, whose events carry it as their uid.
 MIRROR_CONFIG_HASH = "kubernetes.io/config.hash"
+# The kind of an object the API server sent as metadata only (frames.METADATA): what it
+# is, the request said.
+PARTIAL = "PartialObjectMetadata"
 _MICROSECOND = timedelta(microseconds=1)
 TRUNCATED = " …[truncated]"
 # The latest time a span can have: OTLP carries nanoseconds since 1970 in 64 bits, and
@@ -172,7 +175,8 @@ def parse_object(
 ) -> KubeObject | Rejected:
     """An object reduced to identity, owners and spec manager: from a dict (a dump, a
     GET), or decoded straight from a watch frame or list page (frames.py). `kind` and
-    `api_version` are the list's, for list items, which carry neither."""
+    `api_version` are the list's, for list items, which carry neither, and for objects
+    asked for as metadata only, which carry those of `PartialObjectMetadata`."""
     if isinstance(raw, Object):
         obj = raw
     elif isinstance(raw, dict):
@@ -185,10 +189,10 @@ def parse_object(
             return Rejected(where, f"object {_name_in(raw)}: {error}", "schema")
     else:
         return Rejected(where, f"expected an object, got {type(raw).__name__}", "not_an_object")
-    kind = obj.kind or kind
+    if obj.kind != PARTIAL:
+        kind, api_version = obj.kind or kind, obj.apiVersion or api_version
     if not kind:
         return Rejected(where, f"object {obj.metadata.name or '(unnamed)'}: kind is missing")
-    api_version = obj.apiVersion or api_version
     meta = obj.metadata
     if not meta.name:
         return Rejected(where, f"{kind} without metadata.name", "no_name")

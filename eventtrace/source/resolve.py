@@ -22,6 +22,7 @@ from eventtrace.core.model import KubeObject, ObjectRef, Rejected
 from eventtrace.core.owners import ObjectIndex
 from eventtrace.metrics import Metrics
 from eventtrace.source.discovery import Discovery
+from eventtrace.source.frames import METADATA
 from eventtrace.source.kube import TRANSPORT_ERRORS, ApiError, KubeApi, Resource
 from eventtrace.source.parse import parse_object
 from eventtrace.source.schema import Object
@@ -187,7 +188,7 @@ class Resolver:
             self._remember_missing(ref)
             return None
         try:
-            raw = await self.api.get(resource.item(ref.namespace, ref.name))
+            raw = await self.api.get(resource.item(ref.namespace, ref.name), accept=METADATA)
         except ApiError as error:
             self._failed(ref, resource, error)
             return None
@@ -195,7 +196,7 @@ class Resolver:
             self.metrics.owner_lookups.labels(result="error").inc()
             log.debug("GET %s/%s failed: %s", resource.label, ref.name, error)
             return None
-        obj = parse_object(raw, "get", kind=resource.kind)
+        obj = parse_object(raw, "get", kind=resource.kind, api_version=resource.api_version)
         if isinstance(obj, Rejected):
             self.metrics.owner_lookups.labels(result="error").inc()
             return None

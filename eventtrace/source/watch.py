@@ -214,7 +214,8 @@ class Watcher:
         await self.consumer(Listing(self.name))
         position = 0  # of the page's first item, in the whole list
         try:
-            page = self.frames.page(await self.api.get_bytes(path, query))
+            accept = self.frames.list_accept
+            page = self.frames.page(await self.api.get_bytes(path, query, accept=accept))
             while True:
                 # Page by page, to bound memory. The next page is asked for before this one
                 # is handled, so the API server answers meanwhile (pages of 500: 116 132
@@ -223,7 +224,7 @@ class Watcher:
                 # are replaced, event counts deduplicated).
                 if page.continue_token:
                     query = {"limit": str(PAGE_SIZE), "continue": page.continue_token}
-                    upcoming = asyncio.create_task(self.api.get_bytes(path, query))
+                    upcoming = asyncio.create_task(self.api.get_bytes(path, query, accept=accept))
                     await asyncio.sleep(0)  # let the request leave
                 position += self._skip_items(page, position)
                 # Each item is let go once handled (a page is 250 nested dicts): freed while
@@ -288,6 +289,7 @@ class Watcher:
             query,
             inactivity=self.inactivity_timeout,
             deadline=self.watch_timeout + 60,
+            accept=self.frames.watch_accept,
         )
         async for lines in batches:
             self.healthy = True  # the first batch, empty: accepted (a quiet stream is normal)

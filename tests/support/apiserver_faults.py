@@ -32,6 +32,7 @@ class RequestInfo:
     resource: ResourceType | None = None
     namespace: str | None = None
     name: str = ""
+    accept: str = ""  # the Accept header, as sent
 
 
 @dataclass
@@ -48,6 +49,7 @@ class RequestRecord:
     namespace: str | None
     name: str
     status: int | None = None
+    accept: str = ""
 
     @property
     def is_watch(self) -> bool:
@@ -255,6 +257,7 @@ class RequestLog:
             group=resource.group if resource else None,
             namespace=info.namespace,
             name=info.name,
+            accept=info.accept,
         )
         self.records.append(record)
         return record

@@ -13,6 +13,14 @@ import orjson
 from aiohttp import web
 
 from support.apiserver_faults import Faults, RequestInfo, RequestLog, RequestRecord
+from support.apiserver_media import (
+    Target,
+    check_list,
+    check_single,
+    negotiate,
+    partial,
+    partial_list,
+)
 from support.apiserver_resources import (
     JSON,
     SERVER_VERSION,
@@ -66,6 +74,7 @@ def parse_request(registry: Registry, request: web.Request) -> RequestInfo:
     """Work out verb, resource, namespace and name from the path, like RequestInfoFactory."""
     query = dict(request.query)
     info = RequestInfo(request.method, request.path, query, "unknown")
+    info.accept = request.headers.get("Accept", "")
     parts = [part for part in request.path.split("/") if part]
     if not parts:
         info.verb = "discovery"
@@ -152,8 +161,8 @@ def _limit(query: dict[str, str]) -> int | None:
     return limit if limit > 0 else None
 
 
-def wants_table(request: web.Request) -> bool:
-    return "as=Table" in request.headers.get("Accept", "")
+def target_of(info: RequestInfo) -> Target:
+    return negotiate(info.accept)
 
 
 # ---- watch frames --------------------------------------------------------------------
@@ -162,16 +171,20 @@ def wants_table(request: web.Request) -> bool:
 class FrameEncoder:
     """Turns queued (type, stored object) pairs into newline-delimited watch frames."""
 
-    def __init__(self, resource: ResourceType, as_table: bool, include_object: str) -> None:
+    def __init__(self, resource: ResourceType, target: Target, include_object: str) -> None:
         self.resource = resource
-        self.as_table = as_table
+        self.target = target
         self.include_object = include_object
         self.columns_sent = False
 
     def object_for(self, event_type: str, obj: JSON) -> JSON:
-        if event_type in ("BOOKMARK", "ERROR"):
+        if event_type == "ERROR":
+            return obj  # a Status
+        if self.target.as_kind == "PartialObjectMetadata":
+            return partial(obj, self.target)  # bookmarks too: their metadata is all they have
+        if event_type == "BOOKMARK":
             return obj  # already a complete object
-        if self.as_table:
+        if self.target.as_kind == "Table":
             # Like the real server, only the first Table frame carries the column definitions.
             first, self.columns_sent = not self.columns_sent, True
             return table(
@@ -307,8 +320,12 @@ class ApiHttp:
 
     async def _get(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource = self._resource(info)
+        target = target_of(info)
+        check_single(target)
         stored = self.store.get_stored(resource, info.namespace, info.name)
-        if wants_table(request):
+        if target.as_kind == "PartialObjectMetadata":
+            return json_response(partial(stored, target))
+        if target.as_kind == "Table":
             include = info.query.get("includeObject", "Metadata")
             rv = int(stored["metadata"]["resourceVersion"])
             return json_response(
@@ -319,6 +336,8 @@ class ApiHttp:
     async def _list(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource, query = self._resource(info), info.query
         validate_list_options(query, watching=False)
+        target = target_of(info)
+        check_list(target, f"{resource.kind}List")
         if query.get("continue") and query.get("resourceVersion"):
             raise bad_request("specifying resource version is not allowed when using continue")
         page = self.store.list_objects(
@@ -330,7 +349,10 @@ class ApiHttp:
             resource_version=query.get("resourceVersion"),
             resource_version_match=query.get("resourceVersionMatch"),
         )
-        if wants_table(request):
+        if target.as_kind == "PartialObjectMetadataList":
+            body = partial_list(page.items, target, page.resource_version, page.continue_token)
+            return json_response(body)
+        if target.as_kind == "Table":
             body = table(
                 resource,
                 page.items,
@@ -362,6 +384,8 @@ class ApiHttp:
     async def _watch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource, query = self._resource(info), info.query
         validate_list_options(query, watching=True)
+        target = target_of(info)
+        check_single(target)
         predicate = self._predicate(resource, query)
         if info.name:  # a watch on one item is a watch with metadata.name=<name>
             predicate = combine(predicate, field_selector(resource, f"metadata.name={info.name}"))
@@ -388,9 +412,7 @@ class ApiHttp:
                 raise
             return await self._stream_error(request, error)
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        encoder = FrameEncoder(
-            resource, wants_table(request), query.get("includeObject", "Metadata")
-        )
+        encoder = FrameEncoder(resource, target, query.get("includeObject", "Metadata"))
         try:
             await self._start_stream(request, response)
             await self._pump(request, response, watcher, encoder, deadline)
