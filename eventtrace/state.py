@@ -35,7 +35,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.api_client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from eventtrace.core.episodes import Episode, ObjectEntry
+from eventtrace.core.episodes import Episode
 from eventtrace.core.model import KubeObject, Span, SpanKind
 from eventtrace.core.owners import Link
 
@@ -111,16 +111,10 @@ def _unpack_hashes(planes: bytes) -> list[int]:
     return hashes
 
 
-# Kinds whose events name no object they own (they own none): their events are nobody's
-# cause, so a saved episode need not keep them.
-_LEAVES = frozenset({"Pod", "Node"})
-
-
 def _slim(episode: Episode) -> Episode:
     """What closing the episode reads of its objects: their references, whether they were
-    known, the root's spec manager, and the events of the objects that may own others
-    (candidate causes); not owners or versions (only for the chains already walked)."""
-    owners = {entry.owner for entry in episode.objects.values()}
+    known, the root's spec manager, and their candidate causes (episodes.py keeps none
+    for Pods and Nodes); not owners or versions (only for the chains already walked)."""
 
     def link(old: Link) -> Link:
         known = old.known
@@ -128,15 +122,8 @@ def _slim(episode: Episode) -> Episode:
             known = KubeObject(known.ref, spec_manager=known.spec_manager)
         return replace(old, known=known)
 
-    def keeps_events(identity: str, entry: ObjectEntry) -> bool:
-        return identity in owners or entry.link.ref.kind not in _LEAVES
-
     objects = {
-        identity: replace(
-            entry,
-            link=link(entry.link),
-            events=entry.events if keeps_events(identity, entry) else {},
-        )
+        identity: replace(entry, link=link(entry.link))
         for identity, entry in episode.objects.items()
     }
     return replace(episode, root=link(episode.root), objects=objects)

@@ -16,6 +16,11 @@ from eventtrace.core import ids, spans
 from eventtrace.core.model import Occurrence, Span
 from eventtrace.core.owners import Chain, Link, names
 
+# Kinds that own no object of a workload: their events (most events, a kubelet's and a
+# scheduler's) are nobody's cause, so no note of them is kept. What a Pod or a Node owns
+# nonetheless (a mirror pod, owned by its Node) goes under its owner's span.
+LEAF_KINDS = frozenset({"Pod", "Node"})
+
 
 @dataclass(frozen=True, slots=True)
 class TraceRules:
@@ -218,26 +223,8 @@ class Assembler:
             involved.start_ns = start
         if occurrence.end_ns > involved.end_ns:
             involved.end_ns = occurrence.end_ns
-        note = involved.events.get(event.uid)
-        end, end_count = occurrence.end_ns, event.count
-        if note is not None and (note.end_ns, note.end_count) > (end, end_count):
-            end, end_count = note.end_ns, note.end_count
-        # (start, span id) < the note's: its span id only matters on equal starts.
-        if (
-            note is None
-            or start < note.start_ns
-            or (start == note.start_ns and span_id < note.span_id)
-        ):
-            note = involved.events[event.uid] = EventNote(
-                start,
-                event.name,
-                event.message,
-                event.component,
-                event.instance,
-                event.uid,
-                event.count,
-            )
-        note.end_ns, note.end_count = end, end_count
+        if involved.link.ref.kind not in LEAF_KINDS:
+            _note(involved, occurrence, span_id)
         return spans.event_span(
             occurrence,
             trace_id=episode.trace_id,
@@ -253,6 +240,29 @@ class Assembler:
         if self._on_close is not None:
             self._on_close(episode, spans)
         return spans
+
+
+def _note(involved: ObjectEntry, occurrence: Occurrence, span_id: str) -> None:
+    """Keep the event as a candidate cause of what `involved` owns: its first occurrence in
+    the episode, and its latest."""
+    event = occurrence.event
+    start = occurrence.start_ns
+    note = involved.events.get(event.uid)
+    end, end_count = occurrence.end_ns, event.count
+    if note is not None and (note.end_ns, note.end_count) > (end, end_count):
+        end, end_count = note.end_ns, note.end_count
+    # (start, span id) < the note's: its span id only matters on equal starts.
+    if note is None or start < note.start_ns or (start == note.start_ns and span_id < note.span_id):
+        note = involved.events[event.uid] = EventNote(
+            start,
+            event.name,
+            event.message,
+            event.component,
+            event.instance,
+            event.uid,
+            event.count,
+        )
+    note.end_ns, note.end_count = end, end_count
 
 
 _NEVER_START = 2**63 - 1

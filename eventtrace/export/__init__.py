@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from eventtrace.core.model import Span
-from eventtrace.export.batcher import Batcher
+from eventtrace.export.batcher import ROOM_BATCHES, Batcher
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 
@@ -39,9 +39,12 @@ class Exporter(Protocol):
 
 
 def burst_piece(settings: Settings) -> int:
-    """How many spans to submit after each `room()` when a burst goes out (a replay, the
-    flush at shutdown): half the export queue, which `room()` always leaves free."""
-    return max(1, settings.export_queue_size // 2)
+    """How many spans to submit after each `room()` when a burst goes out (a re-list, a
+    replay, the flush at shutdown): as many as `room()` leaves waiting (a few batches,
+    never more than half the queue), so nothing is pushed out, and a burst holds at
+    most twice that in memory rather than half the queue (~1.3 KB a span)."""
+    room = min(settings.export_queue_size // 2, ROOM_BATCHES * settings.export_batch_size)
+    return max(1, room)
 
 
 def open_sink(
