@@ -12,9 +12,12 @@ Nothing here trusts its input. What cannot be decoded (not UTF-8, nested deeper 
 `MAX_DEPTH`, longer than `MAX_BYTES`, not JSON, not an object) never raises out of a
 frame or a page item: the frame comes back with `invalid` saying why (and, if the bytes
 still say it, its resourceVersion, so a watch can move past it), the page with the
-positions of the items it left out. Depth is checked on the raw bytes before any decoder
-sees them: msgspec, json and PyYAML recurse, and die (RecursionError) near 1,000 levels.
-Only a page whose own frame (not an item) is unreadable raises `Undecodable`.
+positions of the items it left out. Depth is checked on the raw bytes of every frame and
+item before any decoder sees them: msgspec, json and PyYAML recurse, and die
+(RecursionError) near 1,000 levels. A whole page of events or objects, the hot path,
+goes to msgspec unchecked: its RecursionError, like any failure, sends the page item by
+item (checked). Only a page whose own frame (not an item) is unreadable raises
+`Undecodable`.
 """
 
 from __future__ import annotations
@@ -392,8 +395,6 @@ class EventFrames:
         return _typed_frame(line, _frames)
 
     def page(self, body: bytes) -> Page:
-        if too_deep(body):
-            return _salvaged(body, _event)
         try:
             page: _Page[Any] = _pages.decode(body)
             return Page(
@@ -401,13 +402,13 @@ class EventFrames:
             )
         except msgspec.ValidationError:  # an item that does not fit, or no list's shape
             pass
-        except msgspec.DecodeError:  # malformed, or an item not UTF-8: item by item
-            return _salvaged(body, _event)
+        except (msgspec.DecodeError, RecursionError):  # malformed, not UTF-8, too deep
+            return _salvaged(body, _event)  # item by item
         try:
             page = _raw_pages.decode(body)
         except msgspec.ValidationError:  # no list's shape: as JsonFrames reads it
             return JsonFrames().page(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return _salvaged(body, _event)
         salvaged = Page([], page.metadata.continue_token, page.metadata.resourceVersion)
         for position, raw in enumerate(page.items or []):
@@ -438,11 +439,9 @@ class ObjectFrames:
         return _typed_frame(line, _object_frames)
 
     def page(self, body: bytes) -> Page:
-        if too_deep(body):
-            return JsonFrames().page(body)
         try:
             page: _Page[Any] = _object_pages.decode(body)
-        except msgspec.DecodeError:  # an item that does not fit, or worse: as plain JSON
+        except (msgspec.DecodeError, RecursionError):  # does not fit, or worse: plain JSON
             return JsonFrames().page(body)
         return Page(page.items or [], page.metadata.continue_token, page.metadata.resourceVersion)
 
