@@ -21,7 +21,7 @@ import orjson
 
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, OwnerRef, Rejected
 from eventtrace.core.occurrences import first_occurrence_ns
-from eventtrace.source.schema import Event, ManagedFieldsEntry, Object
+from eventtrace.source.schema import Event, ManagedFieldsEntry, Object, TopFields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _intern = sys.intern
@@ -231,21 +231,12 @@ def _spec_manager(entries: list[ManagedFieldsEntry]) -> str:
     touching = [
         (to_ns(entry.time) if entry.time else 0, position, entry.manager)
         for position, entry in enumerate(entries)
-        if entry.manager and entry.fieldsV1 and "f:spec" in _top_keys(entry.fieldsV1)
+        if entry.manager and isinstance(entry.fieldsV1, TopFields) and entry.fieldsV1.spec
     ]
     return max(touching)[2] if touching else ""
 
 
 _objects = msgspec.json.Decoder(Object, strict=False)
-_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
-def _top_keys(fields: msgspec.Raw) -> dict[str, msgspec.Raw]:
-    """A managedFields entry's fieldsV1, its first level only."""
-    try:
-        return _fields.decode(fields)
-    except msgspec.DecodeError:  # a fieldsV1 that is no object: it touches nothing
-        return {}
 
 
 def rejected_event(raw: Any, where: str, error: msgspec.ValidationError) -> Rejected:

@@ -90,12 +90,19 @@ class OwnerReference(_Decoded):
     controller: bool | None = None
 
 
+class TopFields(_Decoded):
+    """A managedFields entry's fieldsV1, of which only whether "f:spec" is one of its keys
+    matters (parse.py): that value is kept as its JSON, the rest skipped, so a tree of
+    every field ever set is never built."""
+
+    spec: msgspec.Raw = msgspec.field(name="f:spec", default=msgspec.Raw())
+
+
 class ManagedFieldsEntry(_Decoded):
     manager: str = ""
     time: datetime | None = None
-    # Only whether "f:spec" is one of its keys matters (parse.py): kept as its JSON, a
-    # tree of every field ever set is never built.
-    fieldsV1: msgspec.Raw = msgspec.Raw()  # null as well as absent: no field
+    # Any other JSON than an object touches no field, and makes the object no less usable.
+    fieldsV1: TopFields | list[msgspec.Raw] | str | float | bool | None = None
 
 
 class ObjectMeta(Meta):
