@@ -162,7 +162,12 @@ def rfc3339(ns: int) -> str:
     """`2021-02-17T14:21:02Z`, with as many fraction digits as the time has."""
     seconds, fraction = divmod(ns, 1_000_000_000)
     digits = f".{fraction:09d}".rstrip("0") if fraction else ""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + digits + "Z"
+    return _second(seconds) + digits + "Z"
+
+
+@lru_cache(maxsize=1024)  # events come many to a second
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def _uid(resolved: ObjectRef, reported: ObjectRef) -> str:
