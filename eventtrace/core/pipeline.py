@@ -7,8 +7,8 @@ assembler. `run` and `replay` drive the same object; only where "now" comes from
 
 from __future__ import annotations
 
+import bisect
 import heapq
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +34,9 @@ class PipelineStats:
 class Pipeline:
     __slots__ = (
         "_arrivals",
-        "_done",
+        "_firsts",
+        "_head",
         "_marks",
-        "_oldest",
         "_pending",
         "_settled",
         "_turned",
@@ -62,12 +62,12 @@ class Pipeline:
         self.assembler = assembler if assembler is not None else Assembler(rules)
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
-        # The oldest arrival still pending, without an entry a state: the lowest arrival
-        # number not yet processed (and those processed out of arrival order, above it),
-        # and (first arrival number, time) each time "now" moved on.
-        self._oldest = 1
-        self._done: set[int] = set()
-        self._marks: deque[tuple[int, int]] = deque()
+        # When the state pending longest arrived, without an entry a state: one mark per
+        # arrival time ("now" of `offer`), [time, states of it still pending], and the
+        # first arrival number of each (for bisect); marks before `_head` have none left.
+        self._marks: list[list[int]] = []
+        self._firsts: list[int] = []
+        self._head = 0
         self._arrivals = 0
         self._settled = 0  # states offered up to this arrival number need not wait
         self._turned = 0  # "now" when the events' memory last turned
@@ -94,8 +94,10 @@ class Pipeline:
         self.index.learn_from(state)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
-        if not self._marks or self._marks[-1][1] != now:
-            self._marks.append((self._arrivals, now))
+        if not self._marks or self._marks[-1][0] != now:
+            self._marks.append([now, 0])
+            self._firsts.append(self._arrivals)
+        self._marks[-1][1] += 1
 
     def settle(self, through: int) -> None:
         """The states offered up to arrival number `through` are all there is before them
@@ -130,21 +132,19 @@ class Pipeline:
 
     def _first_arrival(self) -> int:
         """When the state pending longest arrived."""
-        marks = self._marks
-        while len(marks) > 1 and marks[1][0] <= self._oldest:
-            marks.popleft()
-        return marks[0][1]
+        return self._marks[self._head][0]
 
     def _pop(self) -> EventState:
         entry = heapq.heappop(self._pending)
         arrival, state = entry[-3], entry[-1]
-        if arrival == self._oldest:
-            self._oldest += 1
-            while self._oldest in self._done:
-                self._done.remove(self._oldest)
-                self._oldest += 1
-        else:
-            self._done.add(arrival)
+        marks = self._marks
+        mark = marks[bisect.bisect_right(self._firsts, arrival, self._head) - 1]
+        mark[1] -= 1
+        while self._head < len(marks) and not marks[self._head][1]:
+            self._head += 1
+        if self._head > 1024 and self._head * 2 > len(marks):  # now and then, not each pop
+            del marks[: self._head], self._firsts[: self._head]
+            self._head = 0
         processed: EventState = state
         return processed
 
