@@ -491,7 +491,7 @@ class Term:
     async def _submit(
         self, pieces: Iterator[list[Span]], sink: SpanSink, deadline: float | None = None
     ) -> int:
-        """Hand the spans to the exporter, waiting for room after every half queue's worth
+        """Hand the spans to the exporter, waiting for room after every `burst_piece`
         (until `deadline`, a monotonic time, if given). Returns how many."""
         piece, submitted, since_room = burst_piece(self.settings), 0, 0
         for spans in pieces:
@@ -500,6 +500,7 @@ class Term:
             since_room += len(spans)
             if since_room >= piece:
                 since_room = 0
+                self._report()  # a re-list releases for seconds: the gauges keep up
                 if deadline is None:
                     await sink.room()
                 elif (left := deadline - time.monotonic()) > 0:
