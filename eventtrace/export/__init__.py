@@ -42,7 +42,7 @@ def burst_piece(settings: Settings) -> int:
     """How many spans to submit after each `room()` when a burst goes out (a re-list, a
     replay, the flush at shutdown): as many as `room()` leaves waiting (a few batches,
     never more than half the queue), so nothing is pushed out, and a burst holds at
-    most twice that in memory rather than half the queue (~1.3 KB a span)."""
+    most twice that in memory rather than half the queue."""
     room = min(settings.export_queue_size // 2, ROOM_BATCHES * settings.export_batch_size)
     return max(1, room)
 

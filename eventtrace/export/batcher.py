@@ -110,7 +110,7 @@ class Batcher:
         self._error: BaseException | None = None  # the exporter raised: it cannot go on
         self._room = asyncio.Event()  # see room()
         self._room.set()
-        # Read when scraped, not set at every submit (a lock each: 3 % of a re-list's CPU).
+        # Read when scraped, not set at every submit and delivery (a lock each).
         metrics.export_queue.set_function(self.waiting)
 
     @property
