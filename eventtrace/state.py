@@ -114,7 +114,7 @@ def _unpack_hashes(planes: bytes) -> list[int]:
 def _slim(episode: Episode) -> Episode:
     """What closing the episode reads of its objects: their references, whether they were
     known, the root's spec manager, and their candidate causes (episodes.py keeps none
-    for Pods and Nodes); not owners or versions (only for the chains already walked)."""
+    for Pods); not owners or versions (only for the chains already walked)."""
 
     def link(old: Link) -> Link:
         known = old.known

@@ -332,20 +332,23 @@ def test_same_second_events_come_in_the_order_their_names_say(cluster) -> None:
         assert [s.start_ns for s in siblings] == created
 
 
-def test_pods_and_nodes_are_no_causes_controllers_are() -> None:
-    """A mirror pod (owned by its Node) hangs under the Node's span even when a Node event
-    names it; a pod under the ReplicaSet event that created it (DESIGN §1, cause)."""
+def test_pods_are_no_causes_controllers_and_nodes_are() -> None:
+    """An executor pod owned by its driver pod hangs under the driver's span even when a
+    driver event names it (pods are no controllers: their events are not kept as causes);
+    a mirror pod (owned by its Node) under the Node event naming it, and a pod under the
+    ReplicaSet event that created it (DESIGN §1, cause)."""
     node = ref("Node", "cp-1", namespace="")
     mirror = ref("Pod", "kube-apiserver-cp-1", namespace="kube-system")
-    deploy = ref("Deployment", "web", api="apps/v1")
     rs = ref("ReplicaSet", "web-1", api="apps/v1")
-    pod = ref("Pod", "web-1-a")
+    driver = ref("Pod", "spark-driver")
     objects = [
         kube_object("Node", "cp-1", namespace=""),
         kube_object("Pod", "kube-apiserver-cp-1", node, namespace="kube-system"),
         kube_object("Deployment", "web", api="apps/v1"),
-        kube_object("ReplicaSet", "web-1", deploy, api="apps/v1"),
+        kube_object("ReplicaSet", "web-1", ref("Deployment", "web", api="apps/v1"), api="apps/v1"),
         kube_object("Pod", "web-1-a", rs),
+        kube_object("Pod", "spark-driver"),
+        kube_object("Pod", "spark-exec-1", driver),
     ]
     raws = [
         core_event("cp-1.a", node, "Mirrored", "Mirrored kube-apiserver-cp-1", at=1, namespace=""),
@@ -353,11 +356,14 @@ def test_pods_and_nodes_are_no_causes_controllers_are() -> None:
                    namespace="kube-system"),
         core_event("web-1.c", rs, "SuccessfulCreate", "Created pod: web-1-a", at=1,
                    component="replicaset-controller"),
-        core_event("web-1-a.d", pod, "Started", "Started container", at=2),
+        core_event("web-1-a.d", ref("Pod", "web-1-a"), "Started", "Started container", at=2),
+        core_event("driver.e", driver, "Note", "Requested spark-exec-1", at=1),
+        core_event("exec.f", ref("Pod", "spark-exec-1"), "Started", "Started container", at=2),
     ]  # fmt: skip
     states = [parse_event(raw, "t") for raw in raws]
     kube = [parse_object(raw, "t") for raw in objects]
     spans, _ = trace_recording(states, kube, RULES)  # type: ignore[arg-type]
     by_name = {span.name: span for span in spans}
-    assert by_name["pod/kube-apiserver-cp-1"].parent_id == by_name["node/cp-1"].span_id
+    assert by_name["pod/spark-exec-1"].parent_id == by_name["pod/spark-driver"].span_id
+    assert by_name["pod/kube-apiserver-cp-1"].parent_id == by_name["Mirrored"].span_id
     assert by_name["pod/web-1-a"].parent_id == by_name["SuccessfulCreate"].span_id

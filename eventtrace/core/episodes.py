@@ -16,10 +16,10 @@ from eventtrace.core import ids, spans
 from eventtrace.core.model import Occurrence, Span
 from eventtrace.core.owners import Chain, Link, names
 
-# Kinds that own no object of a workload: their events (most events, a kubelet's and a
-# scheduler's) are nobody's cause, so no note of them is kept. What a Pod or a Node owns
-# nonetheless (a mirror pod, owned by its Node) goes under its owner's span.
-LEAF_KINDS = frozenset({"Pod", "Node"})
+# Kinds that are no controllers: their events (most events, a kubelet's and a
+# scheduler's) are nobody's cause, so no note of them is kept while an episode is open.
+# What a Pod owns nonetheless (a Spark driver's executors) goes under its owner's span.
+LEAF_KINDS = frozenset({"Pod"})
 
 
 @dataclass(frozen=True, slots=True)
