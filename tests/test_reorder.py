@@ -59,3 +59,18 @@ def test_events_always_arriving_with_old_times_hold_nothing_back_for_ever() -> N
     assert "ordinary" in out
     assert out.index("ordinary") <= 2 * WINDOW // S
     assert pipeline.pending < 2 * WINDOW // S + 1
+
+
+def test_a_time_offered_again_after_everything_went_counts_afresh() -> None:
+    """A driver that passes the same "now" again once all pending states went (a test, a
+    replay) opens a new mark: the overdue rule reads when what is pending arrived."""
+    pipeline = Pipeline(RULES, WINDOW)
+    pipeline.offer(pulled("first", at=10), now=0)
+    pipeline.settle(pipeline.arrivals)
+    assert released(pipeline, 0) == ["first"]
+    pipeline.offer(pulled("again", at=100), now=0)  # the same "now", nothing pending
+    assert released(pipeline, 1 * S) == []
+    pipeline.offer(pulled("early", at=5), now=9 * S)  # earliest, but it has just arrived
+    # "again" has waited twice the window: the earliest goes, though it has not.
+    assert released(pipeline, 10 * S) == ["early", "again"]
+    assert pipeline.pending == 0

@@ -63,8 +63,9 @@ class Pipeline:
         self.stats = PipelineStats()
         self._pending: list[_Pending] = []
         # When the state pending longest arrived, without an entry a state: one mark per
-        # arrival time ("now" of `offer`), [time, states of it still pending], and the
-        # first arrival number of each (for bisect); marks before `_head` have none left.
+        # run of offers with the same "now", [time, states of it still pending], and the
+        # first arrival number of each (for bisect). Marks before `_head` have none left
+        # and take no more: every arrival belongs to a mark at or after it.
         self._marks: list[list[int]] = []
         self._firsts: list[int] = []
         self._head = 0
@@ -94,8 +95,9 @@ class Pipeline:
         self.index.learn_from(state)
         self._arrivals += 1
         heapq.heappush(self._pending, (*state.sort_key, self._arrivals, now, state))
-        if not self._marks or self._marks[-1][0] != now:
-            self._marks.append([now, 0])
+        marks = self._marks
+        if self._head == len(marks) or marks[-1][0] != now:  # all used up, or another time
+            marks.append([now, 0])
             self._firsts.append(self._arrivals)
         self._marks[-1][1] += 1
 
