@@ -128,3 +128,28 @@ async def test_spans_submitted_after_exit_are_counted_lost(
     assert sample(metrics, "eventtrace_spans_failed_total", reason="shutdown") == 2
     assert any("2 spans could not be delivered" in r.getMessage() for r in caplog.records)
     assert len(out.getvalue().splitlines()) == 3
+
+
+async def test_the_queue_gauge_reads_the_batcher_in_use_and_does_not_keep_it(
+    metrics: Metrics,
+) -> None:
+    """eventtrace_export_queue_spans is read when scraped, from the batcher made last;
+    a batcher of a term that ended is let go (it holds the term's progress), and reads 0."""
+    import gc
+    import weakref
+
+    class Stalled(JsonLinesExporter):
+        async def export(self, spans):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(3600)  # never done: what is submitted stays counted
+            return True
+
+    stalled = Batcher(Stalled(io.BytesIO()), metrics, batch_size=64, interval=0.05,
+                      queue_size=10_000, shutdown_timeout=0.1)  # fmt: skip
+    async with stalled as sink:
+        sink.submit(numbered_spans(100))
+        assert sample(metrics, "eventtrace_export_queue_spans") == 100
+        gone = weakref.ref(sink)
+    del sink, stalled
+    gc.collect()
+    assert gone() is None
+    assert sample(metrics, "eventtrace_export_queue_spans") == 0

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,8 +111,9 @@ class Batcher:
         self._error: BaseException | None = None  # the exporter raised: it cannot go on
         self._room = asyncio.Event()  # see room()
         self._room.set()
-        # Read when scraped, not set at every submit and delivery (a lock each).
-        metrics.export_queue.set_function(self.waiting)
+        # Read when scraped, not set at every submit and delivery (a lock each); weakly, so
+        # a batcher of a term that ended (and what it holds) is not kept for the gauge.
+        metrics.export_queue.set_function(_weakly(self.waiting))
 
     @property
     def exporter(self) -> Exporter:
@@ -388,6 +390,17 @@ class Batcher:
 
 def _failed(delivered: bool) -> bool:
     return not delivered
+
+
+def _weakly(method: Callable[[], int]) -> Callable[[], float]:
+    """`method` as a gauge reads it: its value while its object lives, then 0."""
+    reference = weakref.WeakMethod(method)
+
+    def read() -> float:
+        bound = reference()
+        return bound() if bound is not None else 0
+
+    return read
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
