@@ -266,5 +266,9 @@ def test_a_pod_as_metadata_only_is_the_same_object_as_the_whole_pod() -> None:
     assert all(obj == parsed[0] for obj in parsed)
     assert isinstance(parsed[0], KubeObject)
     assert (parsed[0].ref.kind, parsed[0].ref.api_version) == ("Pod", "v1")
-    # Without the watch's kind, a partial object cannot say what it is.
+    # Without the watch's kind, a partial object cannot say what it is (nor can a dump
+    # of a PartialObjectMetadataList, whose items replay would call that kind).
     assert isinstance(parse_object(partial, "get"), Rejected)
+    assert parse_object(partial, "f:3", kind="PartialObjectMetadata") == Rejected(
+        "f:3", "object web-1: metadata only, its kind is not said"
+    )

@@ -191,6 +191,9 @@ def parse_object(
         return Rejected(where, f"expected an object, got {type(raw).__name__}", "not_an_object")
     if obj.kind != PARTIAL:
         kind, api_version = obj.kind or kind, obj.apiVersion or api_version
+    if kind == PARTIAL:  # a dump of metadata only (`kubectl get --raw` with as=...)
+        name = obj.metadata.name or "(unnamed)"
+        return Rejected(where, f"object {name}: metadata only, its kind is not said")
     if not kind:
         return Rejected(where, f"object {obj.metadata.name or '(unnamed)'}: kind is missing")
     meta = obj.metadata
