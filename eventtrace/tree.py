@@ -39,7 +39,7 @@ from eventtrace.export.console import Style, plural, render_trace, style_for
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 from eventtrace.source.discovery import Discovery, TargetError, split_target
-from eventtrace.source.frames import METADATA, JsonFrames
+from eventtrace.source.frames import JSON, METADATA, METADATA_LIST, JsonFrames
 from eventtrace.source.kube import (
     CORE_EVENTS,
     TRANSPORT_ERRORS,
@@ -252,14 +252,14 @@ async def find_target(
 
 
 async def list_all(
-    api: KubeApi, path: str, query: dict[str, str]
+    api: KubeApi, path: str, query: dict[str, str], *, accept: str = JSON
 ) -> tuple[list[dict[str, Any]], int]:
     """Every item of a list, page by page; and the list's resourceVersion."""
     items: list[dict[str, Any]] = []
     page_query = {**query, "limit": str(LIST_PAGE)}
     version = 0
     while True:
-        body = await api.get(path, page_query)
+        body = await api.get(path, page_query, accept=accept)
         meta = body.get("metadata") or {}
         items.extend(item for item in body.get("items") or [] if isinstance(item, dict))
         text = str(meta.get("resourceVersion") or "")
@@ -360,7 +360,8 @@ class Collector:
     ) -> list[KubeObject]:
         async with self._requests:
             try:
-                items, _ = await list_all(self.api, resource.collection(namespace), query)
+                path = resource.collection(namespace)  # what they own: their metadata
+                items, _ = await list_all(self.api, path, query, accept=METADATA_LIST)
             except ApiError as error:
                 if error.status not in (401, 403, 404):
                     raise
@@ -372,7 +373,7 @@ class Collector:
                 return []
         objects = []
         for item in items:
-            obj = parse_object(item, "list", kind=resource.kind)
+            obj = parse_object(item, "list", kind=resource.kind, api_version=resource.api_version)
             if isinstance(obj, Rejected):
                 log.warning("%s", obj)
             else:

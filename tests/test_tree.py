@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from eventtrace.source.frames import METADATA_LIST
 from support.apiserver import ApiServer, make_event, object_reference
 
 KUBECTL = shutil.which("kubectl")
@@ -335,6 +336,7 @@ async def test_a_deployment_rollout_is_one_tree_read_by_field_selectors(
     owned = [r for r in apiserver.requests.matching(verb="list") if r.resource != "events"]
     assert {(r.resource, r.namespace) for r in owned} == {("replicasets", NS), ("pods", NS)}
     assert all(r.query.get("labelSelector") == "app=web" for r in owned)
+    assert {r.accept for r in owned} == {METADATA_LIST}  # their metadata only: no pod specs
 
 
 async def test_the_waterfall_nests_and_orders_the_rollout_as_the_spans_say(
