@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventtrace.core.episodes import Episode, EventNote, ObjectEntry
+from eventtrace.core.episodes import Assembler, Episode, EventNote, ObjectEntry, TraceRules
 from eventtrace.core.model import KubeObject, ObjectRef, OwnerRef, Span, SpanKind, SpanStatus
 from eventtrace.core.owners import Link
 from eventtrace.state import (
@@ -120,3 +120,17 @@ def test_a_hundred_thousand_exported_events_fit_a_configmap_with_room() -> None:
     progress.exported = {uid_hash(str(uuid.uuid4())): 1 + i % 7 for i in range(100_000)}
     encoded = base64.b64encode(progress.encode([]))
     assert len(encoded) < (1 << 20) * 0.7
+
+
+def test_restored_episodes_keep_no_pod_events_as_causes() -> None:
+    """A state saved by a version that kept a pod's events (a pod owning something) is
+    carried on as this version records: a Pod's events are nobody's cause."""
+    saved = episode()
+    saved.objects["pod-uid"].events["e2"] = EventNote(
+        11, "web-1-x.2", "Created pod: other", "kubelet", "node-a", "e2", 1, 11, 1
+    )
+    (restored,) = Progress.decode(Progress(CLUSTER).encode([saved]), CLUSTER).restored_episodes
+    assembler = Assembler(TraceRules(CLUSTER, 120 * 10**9, 900 * 10**9))
+    assembler.restore([restored])
+    assert restored.objects["pod-uid"].events == {}
+    assert restored.objects["rs-uid"].events == saved.objects["rs-uid"].events

@@ -136,6 +136,9 @@ class Assembler:
         for episode in episodes:
             if episode.root.identity in self._open:
                 continue
+            for entry in episode.objects.values():  # saved by a version that kept them
+                if entry.link.ref.kind in LEAF_KINDS:
+                    entry.events.clear()
             self._opened += 1
             episode.number = self._opened
             self._open[episode.root.identity] = episode
