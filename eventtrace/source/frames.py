@@ -12,12 +12,15 @@ Nothing here trusts its input. What cannot be decoded (not UTF-8, nested deeper 
 `MAX_DEPTH`, longer than `MAX_BYTES`, not JSON, not an object) never raises out of a
 frame or a page item: the frame comes back with `invalid` saying why (and, if the bytes
 still say it, its resourceVersion, so a watch can move past it), the page with the
-positions of the items it left out. Depth is checked on the raw bytes of every frame and
-item before any decoder sees them: msgspec, json and PyYAML recurse, and die
-(RecursionError) near 1,000 levels. A whole page of events or objects, the hot path,
-goes to msgspec unchecked: its RecursionError, like any failure, sends the page item by
-item (checked). Only a page whose own frame (not an item) is unreadable raises
-`Undecodable`.
+positions of the items it left out. Depth is checked on the raw bytes of every frame,
+file item and plain-JSON page before any decoder sees them: msgspec, json and PyYAML
+recurse, and die (RecursionError) near 1,000 levels. A whole page of events or objects,
+the hot path, goes to msgspec unchecked: it bounds its own depth (the interpreter's
+recursion limit) and raises RecursionError, which, like any failure, sends the page item
+by item, each checked. So an item nested between `MAX_DEPTH` and ~1,000 levels deep in
+a field msgspec skips is read from a page where its watch frame would be refused: no
+decoder is endangered either way. Only a page whose own frame (not an item) is
+unreadable raises `Undecodable`.
 """
 
 from __future__ import annotations
