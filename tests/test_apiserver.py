@@ -710,6 +710,8 @@ async def test_accept_is_negotiated_clause_by_clause(apiserver: ApiServer) -> No
         ("/api/v1/pods", "application/vnd.kubernetes.protobuf"): 406,  # JSON only here
         ("/api/v1/pods", "application/vnd.kubernetes.protobuf, application/json"): 200,
         ("/api/v1/pods", "application/yaml, */*;q=0.5"): 200,
+        ("/api/v1/namespaces/default/pods/gone", METADATA_LIST): 404,  # found out first
+        ("/api/v1/namespaces/default/pods/web-0", f"*/*, {METADATA}"): 200,  # specific first
         # by q first: the plain JSON is preferred here
         (
             "/api/v1/pods",
@@ -724,6 +726,10 @@ async def test_accept_is_negotiated_clause_by_clause(apiserver: ApiServer) -> No
                 assert response.status == expected, (path, accept, body)
             if expected == 406:
                 assert (body["kind"], body["reason"]) == ("Status", "NotAcceptable")
+            elif expected == 404:
+                assert (body["kind"], body["reason"]) == ("Status", "NotFound")
+            elif path.endswith("web-0"):
+                assert body["kind"] == "PartialObjectMetadata"
             else:
                 assert body["kind"] == "PodList"
 

@@ -321,8 +321,8 @@ class ApiHttp:
     async def _get(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         resource = self._resource(info)
         target = target_of(info)
+        stored = self.store.get_stored(resource, info.namespace, info.name)  # 404 first
         check_single(target)
-        stored = self.store.get_stored(resource, info.namespace, info.name)
         if target.as_kind == "PartialObjectMetadata":
             return json_response(partial(stored, target))
         if target.as_kind == "Table":

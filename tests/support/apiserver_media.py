@@ -1,15 +1,16 @@
 """Content negotiation: what a client's Accept header asks a read to be turned into.
 
 As the real API server negotiates (apiserver's endpoints/handlers/negotiation): the
-clauses of Accept in order of their `q`, the first one it can serve wins. It serves JSON
+clauses of Accept in order of their `q`, specific types before wildcards, then as
+written; the first one it can serve wins. It serves JSON
 only (no protobuf, no YAML); a clause may ask, through its `as`, `g` and `v` parameters,
 for the object as a `meta.k8s.io` Table (kubectl's printing, apiserver_tables.py) or as
 metadata only: `PartialObjectMetadata` for a GET or a watch's objects,
 `PartialObjectMetadataList` for a list (client-go's metadata client sends both, with
 plain `application/json` last as the fallback). Asking a list for `PartialObjectMetadata`,
 or a single object for `PartialObjectMetadataList`, is 406 NotAcceptable, as the real
-server answers (handlers/response.go: `asPartialObjectMetadata`, `...List`); so is an
-Accept with no clause it can serve.
+server answers once it has the object (handlers/response.go: `asPartialObjectMetadata`,
+`...List`); so is, at once, an Accept with no clause it can serve.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ def negotiate(accept: str | None) -> Target:
             q = float(params.pop("q", "1"))
         except ValueError:
             q = 1.0
-        clauses.append((-q, position, media.lower(), params))
-    for _, _, media, params in sorted(clauses):
+        media = media.lower()
+        # As goautoneg orders them: by q, then the specific before the wildcards.
+        wildcards = media.count("*")
+        clauses.append((-q, wildcards, position, media, params))
+    for *_, media, params in sorted(clauses, key=lambda clause: clause[:3]):
         if media not in JSON_TYPES:
             continue
         as_kind = params.get("as", "")
