@@ -28,7 +28,7 @@ from eventtrace.core.model import EventState, Rejected, Span
 from eventtrace.core.occurrences import OccurrenceTracker
 from eventtrace.core.owners import ObjectIndex
 from eventtrace.core.pipeline import Pipeline
-from eventtrace.export import SpanSink, burst_piece, open_sink
+from eventtrace.export import SpanSink, open_sink
 from eventtrace.health import HealthServer
 from eventtrace.leader import Leadership
 from eventtrace.metrics import Metrics
@@ -491,9 +491,9 @@ class Term:
     async def _submit(
         self, pieces: Iterator[list[Span]], sink: SpanSink, deadline: float | None = None
     ) -> int:
-        """Hand the spans to the exporter, waiting for room after every `burst_piece`
+        """Hand the spans to the exporter, waiting for room after every `sink.burst_piece`
         (until `deadline`, a monotonic time, if given). Returns how many."""
-        piece, submitted, since_room = burst_piece(self.settings), 0, 0
+        piece, submitted, since_room = sink.burst_piece, 0, 0
         for spans in pieces:
             sink.submit(spans)
             submitted += len(spans)

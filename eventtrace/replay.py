@@ -9,7 +9,7 @@ from importlib import resources
 
 from eventtrace.core.model import EventState, KubeObject, Rejected
 from eventtrace.core.pipeline import trace_recording
-from eventtrace.export import burst_piece, open_sink
+from eventtrace.export import open_sink
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 from eventtrace.source.files import read_records
@@ -73,11 +73,7 @@ async def replay(paths: list[str], settings: Settings, metrics: Metrics, output:
     metrics.occurrences.inc(stats.occurrences)
     metrics.stale_states.inc(stats.stale)
     async with open_sink(output, settings, metrics) as sink:
-        # In pieces the sink's queue can hold, as fast as it sends them: nothing dropped.
-        piece = burst_piece(settings)
-        for start in range(0, len(spans), piece):
-            await sink.room()
-            sink.submit(spans[start : start + piece])
+        await sink.submit_burst(spans)
     log.info(
         "replayed %d events and %d objects into %d spans",
         len(recording.states),

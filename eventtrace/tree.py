@@ -34,7 +34,7 @@ import yaml
 from eventtrace.core.model import EventState, KubeObject, ObjectRef, Rejected, Span
 from eventtrace.core.owners import ObjectIndex, owner_hint
 from eventtrace.core.pipeline import trace_recording
-from eventtrace.export import burst_piece, open_sink
+from eventtrace.export import open_sink
 from eventtrace.export.console import Style, plural, render_trace, style_for
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
@@ -180,10 +180,7 @@ async def _tree(api: KubeApi, options: TreeOptions, settings: Settings, metrics:
 async def _export(spans: list[Span], output: str, settings: Settings, metrics: Metrics) -> int:
     """JSON lines or OTLP, through the same sink as `run` and `replay`."""
     async with open_sink(output, settings, metrics) as sink:
-        piece = burst_piece(settings)
-        for start in range(0, len(spans), piece):
-            await sink.room()
-            sink.submit(spans[start : start + piece])
+        await sink.submit_burst(spans)
     if sink.lost:
         print(f"error: {sink.lost} of {len(spans)} spans could not be delivered", file=sys.stderr)
         return 1

@@ -99,7 +99,7 @@ class Pipeline:
         if self._head == len(marks) or marks[-1][0] != now:  # all used up, or another time
             marks.append([now, 0])
             self._firsts.append(self._arrivals)
-        self._marks[-1][1] += 1
+        marks[-1][1] += 1
 
     def settle(self, through: int) -> None:
         """The states offered up to arrival number `through` are all there is before them

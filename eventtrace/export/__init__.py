@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from eventtrace.core.model import Span
-from eventtrace.export.batcher import ROOM_BATCHES, Batcher
+from eventtrace.export.batcher import Batcher
 from eventtrace.metrics import Metrics
 from eventtrace.settings import Settings
 
@@ -36,15 +36,6 @@ class Exporter(Protocol):
     async def shutdown(self) -> None:
         """Write out anything held back and release connections."""
         ...
-
-
-def burst_piece(settings: Settings) -> int:
-    """How many spans to submit after each `room()` when a burst goes out (a re-list, a
-    replay, the flush at shutdown): as many as `room()` leaves waiting (a few batches,
-    never more than half the queue), so nothing is pushed out, and a burst holds at
-    most twice that in memory rather than half the queue."""
-    room = min(settings.export_queue_size // 2, ROOM_BATCHES * settings.export_batch_size)
-    return max(1, room)
 
 
 def open_sink(

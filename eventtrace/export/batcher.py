@@ -119,6 +119,20 @@ class Batcher:
     def exporter(self) -> Exporter:
         return self._exporter
 
+    @property
+    def burst_piece(self) -> int:
+        """How many spans a burst (a re-list, a replay, the flush at shutdown) submits
+        after each `room()`: as many as `room()` leaves waiting, so nothing is pushed out
+        and a burst holds at most twice that, not the whole queue."""
+        return self._room_level
+
+    async def submit_burst(self, spans: Sequence[Span]) -> None:
+        """Submit many spans, in pieces the queue takes without dropping any."""
+        piece = self._room_level
+        for start in range(0, len(spans), piece):
+            await self.room()
+            self.submit(spans[start : start + piece])
+
     def waiting(self) -> int:
         """Spans queued or being exported."""
         return len(self._queue) + sum(len(batch.spans) for batch in self._in_flight)
